@@ -1,0 +1,203 @@
+"""The one schema of every value the pipeline reads.
+
+Values live in ``params.yaml`` (one section per group of rules); types and
+defaults live here, and nowhere else. Unknown keys are errors, reported with
+their full path (``cam_train.rcm.tau``) so a typo never silently falls back to
+a default. Each workflow step reads one resolved params file: either the whole
+``params.yaml`` or a file holding only the sections that step reads; the
+sections left out take their defaults here and are not used by that step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A params file that does not match the schema; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------- data
+
+
+class SyntheticConfig(_Section):
+    """The embedded default dataset (badge-versus-body objects, VOC layout)."""
+
+    seed: int = Field(0, description="Seed of the generator; the same seed gives byte-identical files.")
+    num_train: int = Field(160, ge=1, description="Images in the `train` list (seed evaluation split).")
+    num_aug_extra: int = Field(160, ge=0, description="Extra images that only `train_aug` holds (train_aug = train + these).")
+    num_val: int = Field(80, ge=1, description="Images in the `val` list.")
+    num_classes: int = Field(6, ge=2, le=20, description="Foreground classes used, VOC ids 1..num_classes.")
+    min_side: int = Field(96, ge=32, description="Smallest image side in pixels.")
+    max_side: int = Field(144, ge=32, description="Largest image side in pixels.")
+    max_objects: int = Field(3, ge=1, le=6, description="Objects per image are drawn from 1..max_objects.")
+    body_class_colour_prob: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="Probability that an object's body carries its class colour; otherwise a random distractor colour.",
+    )
+    badge_fraction: float = Field(0.22, gt=0.0, lt=1.0, description="Badge side as a fraction of the body's shorter side.")
+    ignore_ring: int = Field(1, ge=0, description="Width in pixels of the 255 ring drawn on object borders.")
+    jpeg_quality: int = Field(95, ge=50, le=100)
+
+    @model_validator(mode="after")
+    def _sides_ordered(self) -> "SyntheticConfig":
+        if self.min_side > self.max_side:
+            raise ValueError(f"min_side ({self.min_side}) is larger than max_side ({self.max_side})")
+        return self
+
+
+class DataConfig(_Section):
+    dataset: Literal["synthetic", "voc12"] = Field("synthetic", description="Which dataset the workflow runs on.")
+    root: str = Field("data/synthetic/VOC2012", description="The VOC2012 folder (holds JPEGImages, ImageSets, ...).")
+    cls_labels_npy: str | None = Field(
+        None,
+        description="Opt-in: IRN's cls_labels.npy (a pickle; only load a copy you trust). "
+        "By default labels come from Annotations/*.xml, else from the mask.",
+    )
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+
+# --------------------------------------------------------------- cam_train
+
+
+class AugmentConfig(_Section):
+    resize_long: tuple[int, int] = Field((320, 640), description="Random long-side resize range [lo, hi] in pixels.")
+    crop_size: int = Field(512, ge=16, description="Square random crop; padding is 0 for images and 255 for labels.")
+    flip: bool = Field(True, description="Random horizontal flip.")
+    brightness: float = Field(0.3, ge=0.0)
+    contrast: float = Field(0.3, ge=0.0)
+    saturation: float = Field(0.3, ge=0.0)
+    hue: float = Field(0.0, ge=0.0, le=0.5)
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> "AugmentConfig":
+        if self.resize_long[0] > self.resize_long[1]:
+            raise ValueError(f"resize_long {list(self.resize_long)} must be [lo, hi] with lo <= hi")
+        return self
+
+
+class SupportConfig(_Section):
+    kind: Literal["frozen", "ema"] = Field(
+        "frozen", description="frozen: the trained baseline network, fixed; ema: an EMA of MainNet."
+    )
+    ema_momentum: float = Field(0.996, ge=0.0, lt=1.0, description="EMA momentum (support.kind: ema only).")
+
+
+class RcmConfig(_Section):
+    weight: float = Field(1.0, ge=0.0, description="lambda_rcm in the full variant.")
+    fg_threshold: float = Field(0.30, gt=0.0, le=1.0, description="Pixel is foreground when max_c A >= this.")
+    bg_threshold: float = Field(0.05, ge=0.0, lt=1.0, description="Pixel is background when max_c A < this.")
+    tau: float = Field(0.1, gt=0.0, description="InfoNCE temperature.")
+    memory: int = Field(0, ge=0, description="Keep prototypes of this many previous batches as extra negatives.")
+
+
+class MamConfig(_Section):
+    weight: float = Field(1.0, ge=0.0, description="lambda_mam in the full variant.")
+    scales: tuple[float, ...] = Field((0.5, 1.0, 1.5), min_length=1, description="SupportNet input scales.")
+    temperature: float = Field(2.0, gt=0.0, description="T of the softmax over scales of the dissimilarity.")
+    fusion: Literal["attention", "max", "mean"] = Field("attention", description="How scales fuse into the target.")
+    one_sided: bool = Field(False, description="Penalise only M < Y (expansion), never M > Y.")
+
+
+class CamTrainConfig(_Section):
+    backbone: str = Field("tiny", description="Registered backbone: tiny | resnet50 | resnet38.")
+    pretrained: str | None = Field(
+        None, description="ImageNet weights file; null = torch cache for resnet50, none for tiny."
+    )
+    seed: int = 0
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(16, ge=1)
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes.")
+    lr: float = Field(0.01, gt=0.0, description="Backbone learning rate; new heads use lr * head_lr_mult.")
+    head_lr_mult: float = Field(10.0, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    poly_power: float = Field(0.9, ge=0.0, description="lr = base * (1 - it / max_it) ** poly_power.")
+    proj_dim: int = Field(256, ge=1, description="Projection head output size D.")
+    warmup_epochs: int = Field(1, ge=0, description="Epochs before RCM/MAM switch on (support.kind: ema only).")
+    deterministic: bool = Field(True, description="Ask torch for deterministic kernels (slower on CUDA).")
+    augment: AugmentConfig = AugmentConfig()
+    support: SupportConfig = SupportConfig()
+    rcm: RcmConfig = RcmConfig()
+    mam: MamConfig = MamConfig()
+
+
+# --------------------------------------------------------------- cam_infer
+
+
+class CamInferConfig(_Section):
+    scales: tuple[float, ...] = Field((1.0, 0.5, 1.5, 2.0), min_length=1, description="Inference scales.")
+    flip: bool = Field(True, description="Add the horizontal flip of every scale.")
+    cam_stride: int = Field(4, ge=1, description="Stride of the stored low-resolution `cam` grid.")
+    num_workers: int = Field(1, ge=0)
+
+
+class CamEvalConfig(_Section):
+    threshold_min: float = Field(0.05, ge=0.0, le=1.0, description="Background score sweep start.")
+    threshold_max: float = Field(0.60, ge=0.0, le=1.0, description="Background score sweep end (inclusive).")
+    threshold_step: float = Field(0.01, gt=0.0)
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> "CamEvalConfig":
+        if self.threshold_min > self.threshold_max:
+            raise ValueError("threshold_min must not exceed threshold_max")
+        return self
+
+
+class Params(_Section):
+    """Root of params.yaml."""
+
+    data: DataConfig = DataConfig()
+    cam_train: CamTrainConfig = CamTrainConfig()
+    cam_infer: CamInferConfig = CamInferConfig()
+    cam_eval: CamEvalConfig = CamEvalConfig()
+
+
+SECTIONS = tuple(Params.model_fields)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "<top level>"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    return f"{key}: {error['msg']}"
+
+
+def parse_params(raw: Any, source: str = "<params>") -> Params:
+    """Validate a mapping against the schema; raise ConfigError naming ``source`` and each bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_params(path: str | os.PathLike) -> Params:
+    """Read and validate a params YAML file (whole or resolved per step)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, str(path))
+
+
+def section_dict(params: Params, *names: str) -> dict[str, Any]:
+    """Plain dict of the named sections, ready for YAML/JSON (tuples become lists)."""
+    dumped = params.model_dump(mode="json")
+    return {name: dumped[name] for name in names}

@@ -1,0 +1,93 @@
+"""Atomic writes for every artefact the pipeline produces.
+
+Each writer renders into a temporary file in the destination folder and
+renames it into place, so a crash never leaves a half-written output that a
+rerun would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary name keeps the suffix of ``path`` so that libraries which
+    choose a format by extension (PIL, numpy) behave as for the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def save_npz(path: str | os.PathLike, compressed: bool = True, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` to ``path`` (an ``.npz``) atomically."""
+    saver = np.savez_compressed if compressed else np.savez
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            saver(handle, **arrays)
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray, palette: list[int] | None = None) -> None:
+    """Write a uint8 array as PNG: grayscale, or palette mode when ``palette`` is given."""
+    if array.dtype != np.uint8:
+        raise ValueError(f"{path}: PNG labels must be uint8, got {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{path}: a label PNG takes a 2-D array, got shape {array.shape}")
+    height, width = array.shape
+    image = Image.frombytes("P" if palette is not None else "L", (width, height), np.ascontiguousarray(array).tobytes())
+    if palette is not None:
+        image.putpalette(palette)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def save_jpeg(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="JPEG", quality=quality)
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)

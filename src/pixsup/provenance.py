@@ -1,0 +1,85 @@
+"""``<output>.meta.json``: what produced an artefact (params, code, versions, seed, time)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from .io import write_json
+
+_PACKAGES = ("pixsup", "torch", "torchvision", "numpy", "pillow", "pydantic", "pyyaml")
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+    """The commit of the checkout the code runs from, ``+dirty`` when modified; None outside git."""
+    where = cwd or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def meta_path(output: str | os.PathLike) -> Path:
+    """``results/x/cams/train`` -> ``results/x/cams/train.meta.json``."""
+    output = Path(output)
+    return output.with_name(output.name + ".meta.json")
+
+
+class StepRecord:
+    """Times a step and writes its ``.meta.json`` beside the main output.
+
+    Usage::
+
+        record = StepRecord("train_cam", params=section_dict, seed=cfg.seed)
+        ... work ...
+        record.write(output_path, extra={"epochs_done": 5})
+    """
+
+    def __init__(self, step: str, params: dict[str, Any], seed: int | None = None) -> None:
+        self.step = step
+        self.params = params
+        self.seed = seed
+        self.started = _dt.datetime.now(_dt.timezone.utc)
+        self._t0 = time.perf_counter()
+
+    def write(self, output: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+        meta = {
+            "step": self.step,
+            "output": str(output),
+            "params": self.params,
+            "seed": self.seed,
+            "git_commit": git_commit(),
+            "versions": package_versions(),
+            "python": platform.python_version(),
+            "host": platform.node(),
+            "started_utc": self.started.isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - self._t0, 3),
+        }
+        if extra:
+            meta.update(extra)
+        path = meta_path(output)
+        write_json(path, meta)
+        return path
