@@ -30,9 +30,9 @@ class _Section(BaseModel):
 
 
 class SyntheticConfig(_Section):
-    """The embedded default dataset (badge-versus-body objects, VOC layout)."""
+    """The embedded default dataset (badge-versus-body objects, VOC layout); see ``pixsup.data.synthetic``."""
 
-    seed: int = Field(0, description="Seed of the generator; the same seed gives byte-identical files.")
+    seed: int = Field(0, ge=0, description="Seed of the generator; the same seed gives byte-identical files.")
     num_train: int = Field(160, ge=1, description="Images in the `train` list (seed evaluation split).")
     num_aug_extra: int = Field(160, ge=0, description="Extra images that only `train_aug` holds (train_aug = train + these).")
     num_val: int = Field(80, ge=1, description="Images in the `val` list.")
@@ -40,18 +40,32 @@ class SyntheticConfig(_Section):
     min_side: int = Field(96, ge=32, description="Smallest image side in pixels.")
     max_side: int = Field(144, ge=32, description="Largest image side in pixels.")
     max_objects: int = Field(3, ge=1, le=6, description="Objects per image are drawn from 1..max_objects.")
+    object_scale: tuple[float, float] = Field(
+        (0.35, 0.65),
+        description="Range [lo, hi] of an object's longer box side, as a fraction of the image's shorter side.",
+    )
     body_class_colour_prob: float = Field(
         0.3, ge=0.0, le=1.0,
-        description="Probability that an object's body carries its class colour; otherwise a random distractor colour.",
+        description="Probability that an object's body carries its class colour; otherwise a distractor "
+        "colour from a pool shared by all classes.",
     )
-    badge_fraction: float = Field(0.22, gt=0.0, lt=1.0, description="Badge side as a fraction of the body's shorter side.")
-    ignore_ring: int = Field(1, ge=0, description="Width in pixels of the 255 ring drawn on object borders.")
-    jpeg_quality: int = Field(95, ge=50, le=100)
+    badge_fraction: float = Field(
+        0.22, gt=0.0, le=0.5,
+        description="Badge side as a fraction of the body's shorter side (at least 6 px; the badge lies inside the body).",
+    )
+    ignore_ring: int = Field(
+        1, ge=0,
+        description="Pixels within this 4-neighbour distance of an object border are labelled 255 (0: no ring).",
+    )
+    jpeg_quality: int = Field(95, ge=50, le=100, description="Quality of the JPEGImages files.")
 
     @model_validator(mode="after")
-    def _sides_ordered(self) -> "SyntheticConfig":
+    def _ranges_ordered(self) -> "SyntheticConfig":
         if self.min_side > self.max_side:
             raise ValueError(f"min_side ({self.min_side}) is larger than max_side ({self.max_side})")
+        low, high = self.object_scale
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"object_scale {list(self.object_scale)} must be [lo, hi] with 0 < lo <= hi <= 1")
         return self
 
 
@@ -105,13 +119,22 @@ class MamConfig(_Section):
     scales: tuple[float, ...] = Field((0.5, 1.0, 1.5), min_length=1, description="SupportNet input scales.")
     temperature: float = Field(2.0, gt=0.0, description="T of the softmax over scales of the dissimilarity.")
     fusion: Literal["attention", "max", "mean"] = Field("attention", description="How scales fuse into the target.")
+    dissimilarity: Literal["abs", "expand"] = Field(
+        "abs", description="Attention input: abs = |M - S_s|; expand = relu(S_s - M) (scales that see more object)."
+    )
     one_sided: bool = Field(False, description="Penalise only M < Y (expansion), never M > Y.")
+    bg_weight: float = Field(
+        0.0, ge=0.0, description="Counterweight holding M at 0 where the target is below bg_threshold."
+    )
+    bg_threshold: float = Field(0.05, ge=0.0, lt=1.0, description="Target value below which a pixel is background.")
 
 
 class CamTrainConfig(_Section):
     backbone: str = Field("tiny", description="Registered backbone: tiny | resnet50 | resnet38.")
-    pretrained: str | None = Field(
-        None, description="ImageNet weights file; null = torch cache for resnet50, none for tiny."
+    pretrained: str = Field(
+        "auto",
+        description="auto: ImageNet weights where the backbone has them (torch cache; tiny has none); "
+        "none: random init; otherwise a path to a weights file.",
     )
     seed: int = 0
     epochs: int = Field(5, ge=1)

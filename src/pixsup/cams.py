@@ -1,0 +1,132 @@
+"""Multi-scale, flip-augmented CAM inference and the per-image CAM file format.
+
+CAM file (``<id>.npz``, one per image):
+
+- ``keys``: int64 (K,), the VOC class ids (1..20) of the image label, ascending;
+- ``cam``: float16 (K, ceil(H / stride), ceil(W / stride)), normalised CAMs on
+  the low-resolution grid (``cam_infer.cam_stride``, 4 by default);
+- ``high_res``: float16 (K, H, W), normalised CAMs at image size.
+
+Normalised: ReLU per scale and flip, summed over all of them, each class map
+divided by its maximum (+1e-5), so values lie in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.transforms import normalize_image
+from .io import save_npz
+
+CAM_KEYS = ("keys", "cam", "high_res")
+
+
+class CamFileError(ValueError):
+    """A CAM file with missing keys or inconsistent shapes; the message names the file."""
+
+
+@torch.no_grad()
+def infer_cams(model: nn.Module, image: np.ndarray, label: np.ndarray, scales: Sequence[float] = (1.0,),
+               flip: bool = True, cam_stride: int = 4, device: torch.device | str = "cpu",
+               ) -> dict[str, np.ndarray]:
+    """CAMs of one image (uint8 H x W x 3) for the classes of its label (float (20,) multi-hot).
+
+    Each scale runs the image and its mirror as one batch of two.
+    """
+    height, width = image.shape[:2]
+    keys = np.nonzero(label)[0]
+    low_size = (math.ceil(height / cam_stride), math.ceil(width / cam_stride))
+    low = torch.zeros(len(keys), *low_size, device=device)
+    high = torch.zeros(len(keys), height, width, device=device)
+    base = normalize_image(image).unsqueeze(0).to(device)
+    class_index = torch.as_tensor(keys, device=device)
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        x = base if scale == 1.0 else F.interpolate(base, size=size, mode="bilinear", align_corners=False)
+        batch = torch.cat([x, x.flip(-1)]) if flip else x
+        cam = F.relu(model(batch, with_proj=False)["cam"].float())[:, class_index]
+        cam = cam[0:1] + cam[1:2].flip(-1) if flip else cam
+        low += F.interpolate(cam, size=low_size, mode="bilinear", align_corners=False)[0]
+        high += F.interpolate(cam, size=(height, width), mode="bilinear", align_corners=False)[0]
+    if len(keys):
+        low /= low.flatten(1).amax(dim=1)[:, None, None] + 1e-5
+        high /= high.flatten(1).amax(dim=1)[:, None, None] + 1e-5
+    return {
+        "keys": (keys + 1).astype(np.int64),
+        "cam": low.cpu().numpy().astype(np.float16),
+        "high_res": high.cpu().numpy().astype(np.float16),
+    }
+
+
+def save_cam_file(path: str | os.PathLike, cams: dict[str, np.ndarray]) -> None:
+    save_npz(path, **{key: cams[key] for key in CAM_KEYS})
+
+
+def load_cam_file(path: str | os.PathLike, image_size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Read and check a CAM file; ``image_size`` (H, W) checks ``high_res`` against the image."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in CAM_KEYS if key not in data.files]
+            if missing:
+                raise CamFileError(f"{path}: CAM file lacks keys {missing} (has {sorted(data.files)})")
+            cams = {key: data[key] for key in CAM_KEYS}
+    except CamFileError:
+        raise
+    except FileNotFoundError:
+        raise CamFileError(f"{path}: CAM file not found") from None
+    except Exception as exc:  # zip and format errors
+        raise CamFileError(f"{path}: unreadable CAM file ({type(exc).__name__}: {exc})") from None
+    keys, low, high = cams["keys"], cams["cam"], cams["high_res"]
+    if keys.ndim != 1 or low.ndim != 3 or high.ndim != 3 or len(low) != len(keys) or len(high) != len(keys):
+        raise CamFileError(
+            f"{path}: inconsistent shapes keys {keys.shape}, cam {low.shape}, high_res {high.shape}")
+    if len(keys) and (keys.min() < 1 or keys.max() > 20):
+        raise CamFileError(f"{path}: keys {keys.tolist()} outside the class ids 1..20")
+    if image_size is not None and tuple(high.shape[1:]) != tuple(image_size):
+        raise CamFileError(f"{path}: high_res is {tuple(high.shape[1:])}, the image is {tuple(image_size)}")
+    return cams
+
+
+def shard_ids(ids: Sequence[str], shard: int, num_shards: int) -> list[str]:
+    """Every ``num_shards``-th id starting at ``shard`` (balanced, order kept)."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} is not in 0..{num_shards - 1}")
+    return list(ids[shard::num_shards])
+
+
+def manifest_name(shard: int, num_shards: int) -> str:
+    return "index.json" if num_shards == 1 else f"index.shard-{shard}-of-{num_shards}.json"
+
+
+def gather_manifests(out_dir: str | os.PathLike, num_shards: int) -> dict[str, object]:
+    """Merge the shard manifests of ``out_dir`` into ``index.json``, checking every CAM file exists."""
+    import json
+
+    from .io import write_json
+
+    out_dir = Path(out_dir)
+    ids: list[str] = []
+    first: dict[str, object] | None = None
+    for shard in range(num_shards):
+        path = out_dir / manifest_name(shard, num_shards)
+        if not path.is_file():
+            raise CamFileError(f"{path}: shard manifest missing; run make_cams --shard {shard}/{num_shards}")
+        part = json.loads(path.read_text())
+        first = first or part
+        ids.extend(part["ids"])
+    missing = [i for i in ids if not (out_dir / f"{i}.npz").is_file()]
+    if missing:
+        raise CamFileError(f"{out_dir}: CAM files missing for {len(missing)} ids, e.g. {missing[:5]}")
+    manifest = {key: value for key, value in first.items() if key not in ("ids", "shard", "num_shards")}
+    manifest["ids"] = ids
+    write_json(out_dir / "index.json", manifest)
+    return manifest

@@ -1,0 +1,102 @@
+"""Torch datasets over a VOC folder: CAM training (augmented) and CAM inference (raw)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..config import AugmentConfig
+from .transforms import build_train_transform, normalize_image
+from .validate import check_item
+from .voc import DataError, VocIndex, read_split
+
+
+class _VocSplit(Dataset):
+    """The ids of one split, each checked with :func:`check_item` the first time it is loaded."""
+
+    def __init__(self, root: str | os.PathLike, split: str,
+                 cls_labels: dict[str, np.ndarray] | None = None) -> None:
+        self.index = VocIndex(root, cls_labels)
+        self.split = split
+        self.ids = read_split(root, split)
+        # Per process (each DataLoader worker keeps its own copy): avoids
+        # re-decoding for the check on every later epoch.
+        self._checked: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _checked_id(self, i: int) -> str:
+        image_id = self.ids[i]
+        if image_id not in self._checked:
+            problems = check_item(self.index, image_id, require_mask=False)
+            if problems:
+                raise DataError("; ".join(problems))
+            self._checked.add(image_id)
+        return image_id
+
+
+class CamTrainDataset(_VocSplit):
+    """Augmented images with image-level labels for training the classification network.
+
+    Item ``i`` of epoch ``e`` is augmented with ``np.random.default_rng([seed, e, i])``,
+    so it is identical across runs, worker counts and machines.
+
+    Args:
+        root: The VOC2012 folder.
+        split: The list to read (e.g. ``train_aug``).
+        augment_cfg: The ``cam_train.augment`` section.
+        seed: Augmentation seed (non-negative).
+        cls_labels: Optional labels from :func:`~pixsup.data.voc.load_cls_labels_npy`.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str, augment_cfg: AugmentConfig, seed: int,
+                 cls_labels: dict[str, np.ndarray] | None = None) -> None:
+        super().__init__(root, split, cls_labels)
+        self.transform = build_train_transform(augment_cfg)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's augmentation; call before creating that epoch's DataLoader iterator
+        (workers copy the dataset when the iterator starts, so not with ``persistent_workers``)."""
+        self.epoch = epoch
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """``{"image": float32 3 x C x C normalised tensor, "label": float32 (20,) tensor, "id": str}``."""
+        image_id = self._checked_id(i)
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        image, _ = self.transform(self.index.load_image(image_id), None, rng)
+        return {
+            "image": normalize_image(image),
+            "label": torch.from_numpy(self.index.image_labels(image_id)),
+            "id": image_id,
+        }
+
+
+class CamInferDataset(_VocSplit):
+    """Raw images with image-level labels for CAM inference (no transform; batch size 1).
+
+    Args:
+        root: The VOC2012 folder.
+        split: The list to read.
+        cls_labels: Optional labels from :func:`~pixsup.data.voc.load_cls_labels_npy`.
+    """
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """``{"image": uint8 H x W x 3 numpy, "label": float32 (20,) numpy, "id": str}``."""
+        image_id = self._checked_id(i)
+        return {
+            "image": self.index.load_image(image_id),
+            "label": self.index.image_labels(image_id),
+            "id": image_id,
+        }
+
+
+def single_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate for batch size 1 that keeps the item as is (images differ in size)."""
+    return batch[0]

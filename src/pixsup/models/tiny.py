@@ -1,0 +1,44 @@
+"""A small CNN for CPU demos and tests: output stride 8, dilated tail for a wide receptive field."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .registry import register_backbone
+from .weights import load_state, resolve_weights
+
+
+def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class TinyBackbone(nn.Module):
+    out_channels = 128
+    output_stride = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            _conv(3, 32, stride=2),
+            _conv(32, 64, stride=2),
+            _conv(64, 96, stride=2),
+            _conv(96, 128, dilation=2),
+            _conv(128, 128, dilation=4),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+@register_backbone("tiny")
+def tiny(pretrained: str = "auto") -> nn.Module:
+    model = TinyBackbone()
+    # There are no ImageNet weights for this network: `auto` means random init.
+    path = resolve_weights("tiny", pretrained, cache_file=None, how_to_get="")
+    if path is not None:
+        load_state(model, path)
+    return model

@@ -1,0 +1,57 @@
+"""What every step's command line shares: params loading, logging, and errors as one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from ..cams import CamFileError
+from ..checkpoints import CheckpointError
+from ..config import ConfigError
+from ..data.voc import DataError
+from ..models.weights import WeightsNotFoundError
+
+# Errors caused by inputs: reported as one line naming the file or key, no traceback.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, CamFileError, WeightsNotFoundError, FileNotFoundError)
+
+
+def parser(module_doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser whose description is the step module's docstring."""
+    return argparse.ArgumentParser(description=module_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_params_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", required=True,
+                   help="resolved params YAML (the whole params.yaml, or only the sections this step reads)")
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log", default=None, help="also write the log to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def setup_logging(log_file: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        from pathlib import Path
+
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=handlers, force=True)
+
+
+def run(body: Callable[[], int]) -> int:
+    """Run a step body; input errors become ``error: <message>`` and exit status 2 (config) or 1."""
+    try:
+        return body()
+    except ConfigError as exc:
+        logging.getLogger("pixsup").error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except USER_ERRORS as exc:
+        logging.getLogger("pixsup").error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

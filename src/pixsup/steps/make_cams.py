@@ -1,0 +1,103 @@
+"""Dump multi-scale, flip-augmented CAMs of a trained CAM network for every image of a split.
+
+Inputs:  --model (a train_cam weights file), --root (VOC2012 folder), --split,
+         --params (reads section ``cam_infer``; ``data.cls_labels_npy`` if set).
+Outputs: --out, a folder with one ``<id>.npz`` per image (keys ``keys``, ``cam``,
+         ``high_res``: see ``pixsup.cams``) and a manifest ``index.json``
+         (``ids``, ``split``, ``scales``, ``flip``, ``cam_stride``, ``model``);
+         ``<out>.meta.json``.
+Sharding: ``--shard I/N`` handles every N-th id from I and writes
+         ``index.shard-I-of-N.json``; ``--gather N`` then checks all shards and
+         writes ``index.json``.
+
+Example:
+  python -m pixsup.steps.make_cams --params params.yaml --root data/synthetic/VOC2012 \\
+      --split train --model results/synthetic/full/model.pt --out results/synthetic/full/cams/train
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..cams import gather_manifests, infer_cams, manifest_name, save_cam_file, shard_ids
+from ..checkpoints import load_cam_net
+from ..config import load_params, section_dict
+from ..data.voc import VocIndex, load_cls_labels_npy, read_split
+from ..io import write_json
+from ..provenance import StepRecord
+from ..train import resolve_device
+from . import _cli
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        shard, total = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"error: --shard takes I/N, e.g. 0/4, got {text!r}") from None
+    if not 0 <= shard < total:
+        raise SystemExit(f"error: --shard {text}: I must be in 0..N-1")
+    return shard, total
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _cli.parser(__doc__)
+    p.add_argument("--params", help="resolved params YAML (reads cam_infer)")
+    p.add_argument("--root", help="VOC2012 folder")
+    p.add_argument("--split", help="split list, e.g. train or train_aug")
+    p.add_argument("--model", help="trained CAM network (train_cam output)")
+    p.add_argument("--out", required=True, help="output folder of CAM files")
+    p.add_argument("--shard", default="0/1", help="I/N: handle shard I of N (default 0/1)")
+    p.add_argument("--gather", type=int, default=None, metavar="N",
+                   help="only merge the N shard manifests in --out into index.json")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _cli.add_common_arguments(p)
+    args = p.parse_args(argv)
+    _cli.setup_logging(args.log)
+
+    def body() -> int:
+        if args.gather is not None:
+            gather_manifests(args.out, args.gather)
+            return 0
+        for name in ("params", "root", "split", "model"):
+            if getattr(args, name) is None:
+                p.error(f"--{name} is required unless --gather is given")
+        shard, total = _parse_shard(args.shard)
+        params = load_params(args.params)
+        cfg = params.cam_infer
+        record = StepRecord("make_cams", section_dict(params, "cam_infer"))
+        cls_labels = load_cls_labels_npy(params.data.cls_labels_npy) if params.data.cls_labels_npy else None
+        index = VocIndex(args.root, cls_labels=cls_labels)
+        ids = shard_ids(read_split(args.root, args.split), shard, total)
+        device = resolve_device(args.device)
+        model, _ = load_cam_net(args.model)
+        model.to(device).eval()
+        if device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        for image_id in tqdm(ids, desc=f"make_cams {args.split} {shard}/{total}", disable=args.quiet):
+            cams = infer_cams(model, index.load_image(image_id), index.image_labels(image_id), cfg.scales,
+                              cfg.flip, cfg.cam_stride, device)
+            save_cam_file(out / f"{image_id}.npz", cams)
+        seconds = time.perf_counter() - started
+        write_json(out / manifest_name(shard, total), {
+            "split": args.split, "ids": ids, "shard": shard, "num_shards": total, "model": args.model,
+            "scales": list(cfg.scales), "flip": cfg.flip, "cam_stride": cfg.cam_stride,
+            "keys": {"keys": "int64 (K,) class ids 1..20", "cam": "float16 (K, h/stride, w/stride)",
+                     "high_res": "float16 (K, H, W)"},
+        })
+        record.write(out / manifest_name(shard, total), extra={
+            "images": len(ids), "images_per_second": round(len(ids) / max(seconds, 1e-9), 3),
+            "device": str(device)})
+        return 0
+
+    return _cli.run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Train a CAM network: the SupportNet (variant ``baseline``) or a MainNet variant against it.
+
+Inputs:  --root (a VOC2012 folder), --split (the list to train on, e.g. train_aug),
+         --params (reads section ``cam_train``; ``data.cls_labels_npy`` if set),
+         --support (the trained SupportNet checkpoint; needed by rcm/mam/full with
+         cam_train.support.kind: frozen; with ``baseline`` it continues cls-only
+         training from it, the same-budget baseline).
+Outputs: --out (final weights, ``pixsup.cam_net/1`` torch file), ``<out>.losses.csv``
+         (per-iteration loss terms, or --losses), ``<out>.meta.json`` (params, commit,
+         versions, seed, timing). While running: ``<out>.resume.pt`` after every
+         epoch; rerunning the same command resumes from it.
+
+Example:
+  python -m pixsup.steps.train_cam --params params.yaml --root data/synthetic/VOC2012 \\
+      --split train_aug --variant baseline --out results/synthetic/support/model.pt
+  python -m pixsup.steps.train_cam --params params.yaml --root data/synthetic/VOC2012 \\
+      --split train_aug --variant full --support results/synthetic/support/model.pt \\
+      --out results/synthetic/full/model.pt
+"""
+
+from __future__ import annotations
+
+from ..config import load_params, section_dict
+from ..data.voc import load_cls_labels_npy
+from ..provenance import StepRecord
+from ..train import VARIANTS, train_cam
+from . import _cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _cli.parser(__doc__)
+    _cli.add_params_argument(p)
+    p.add_argument("--root", required=True, help="VOC2012 folder")
+    p.add_argument("--split", default="train_aug", help="split list to train on (default: train_aug)")
+    p.add_argument("--variant", choices=list(VARIANTS), required=True, help="which loss terms are on")
+    p.add_argument("--support", default=None, help="trained SupportNet checkpoint")
+    p.add_argument("--out", required=True, help="final weights file")
+    p.add_argument("--losses", default=None, help="per-iteration loss CSV (default: <out>.losses.csv)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--stop-after-epoch", type=int, default=None,
+                   help="end after this epoch, keeping the resume checkpoint (for time-sliced jobs)")
+    _cli.add_common_arguments(p)
+    args = p.parse_args(argv)
+    _cli.setup_logging(args.log)
+
+    def body() -> int:
+        params = load_params(args.params)
+        cfg = params.cam_train
+        cls_labels = load_cls_labels_npy(params.data.cls_labels_npy) if params.data.cls_labels_npy else None
+        record = StepRecord("train_cam", section_dict(params, "cam_train"), seed=cfg.seed)
+        summary = train_cam(cfg, args.root, args.split, args.variant, args.out, support_ckpt=args.support,
+                            losses_csv=args.losses, cls_labels=cls_labels, device=args.device,
+                            stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
+        if summary["finished"]:
+            record.write(args.out, extra={"variant": args.variant, "support": args.support,
+                                          "split": args.split, "summary": summary})
+        return 0
+
+    return _cli.run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

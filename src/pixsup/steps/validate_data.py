@@ -1,0 +1,83 @@
+"""Check every item of one split of a VOC2012 folder and report all problems at once.
+
+Inputs: ``<root>/ImageSets/Segmentation/<split>.txt`` and, for each listed id,
+``JPEGImages/<id>.jpg``, ``SegmentationClass[Aug]/<id>.png`` and
+``Annotations/<id>.xml`` (or the opt-in ``--cls-labels-npy``).
+Outputs: one line per problem and a summary on stdout; with ``--report`` a JSON
+file ``{"root", "split", "ids", "problems"}`` (``ids`` = number of distinct ids
+checked). Exit status 1 when any problem is found, else 0.
+Config section: none; the step takes paths only.
+
+Usage::
+
+    python -m pixsup.steps.validate_data --root data/voc/VOC2012 --split train_aug --require-mask
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from ..data.validate import validate_split
+from ..data.voc import DataError, VocIndex, load_cls_labels_npy, read_split
+from ..io import write_json
+
+
+def validate_data(root: str | os.PathLike, split: str, require_mask: bool,
+                  cls_labels_npy: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+    """Validate one split and return the report.
+
+    Args:
+        root: The VOC2012 folder.
+        split: The list under ``ImageSets/Segmentation``.
+        require_mask: Report ids without a mask.
+        cls_labels_npy: Optional IRN ``cls_labels.npy`` (a pickle) as label source.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        ``{"root", "split", "ids", "problems"}``; an unreadable split list or
+        labels file is itself reported as a problem.
+    """
+    report: dict[str, Any] = {"root": str(root), "split": split, "ids": 0, "problems": []}
+    try:
+        cls_labels = load_cls_labels_npy(cls_labels_npy) if cls_labels_npy is not None else None
+        report["ids"] = len(set(read_split(root, split)))
+        report["problems"] = validate_split(VocIndex(root, cls_labels), split, require_mask, progress)
+    except DataError as exc:
+        report["problems"].append(str(exc))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pixsup.steps.validate_data",
+        description="Check images, masks and image-level labels of one VOC split; print every problem.",
+    )
+    parser.add_argument("--root", required=True, type=Path,
+                        help="The VOC2012 folder (holds JPEGImages, ImageSets, SegmentationClass, ...).")
+    parser.add_argument("--split", required=True,
+                        help="Name of the id list in ImageSets/Segmentation, e.g. train, val, train_aug.")
+    parser.add_argument("--require-mask", action="store_true",
+                        help="Report ids that have no mask in SegmentationClass or SegmentationClassAug "
+                             "(use for splits that are evaluated against masks).")
+    parser.add_argument("--cls-labels-npy", type=Path, default=None,
+                        help="Opt-in: take image-level labels from IRN's cls_labels.npy. It is a pickle: "
+                             "only pass a copy you trust. Default: Annotations/*.xml, else the mask.")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="Also write the JSON report {root, split, ids, problems} to this file.")
+    args = parser.parse_args(argv)
+
+    report = validate_data(args.root, args.split, args.require_mask, args.cls_labels_npy)
+    for problem in report["problems"]:
+        print(problem)
+    print(f"{report['ids']} ids checked, {len(report['problems'])} problems")
+    if args.report is not None:
+        write_json(args.report, report)
+    return 1 if report["problems"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

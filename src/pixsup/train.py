@@ -1,0 +1,265 @@
+"""Training a CAM network: the SupportNet (baseline) or a MainNet variant against a SupportNet.
+
+Variants set which self-supervision terms are on:
+
+=========  =====  =====
+variant    RCM    MAM
+=========  =====  =====
+baseline   off    off
+rcm        on     off
+mam        off    on
+full       on     on
+=========  =====  =====
+
+``L = L_cls + lambda_rcm * L_rcm + lambda_mam * L_mam`` with the lambdas of
+``cam_train.rcm.weight`` / ``cam_train.mam.weight``. With a frozen SupportNet
+(the default) MainNet starts from the SupportNet's weights; ``baseline`` with a
+SupportNet checkpoint continues cls-only training from it, the same-budget
+baseline row of the ablation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .checkpoints import CheckpointError, load_cam_net, read_checkpoint, save_cam_net
+from .config import CamTrainConfig
+from .data.datasets import CamTrainDataset
+from .io import save_torch, write_text
+from .losses import (PrototypeMemory, classification_loss, mam_loss, mam_target, normalize_cam, rcm_loss,
+                     resize_to)
+from .models import CamNet, create_model
+from .models.support import SupportNet
+
+log = logging.getLogger(__name__)
+
+VARIANTS: dict[str, tuple[bool, bool]] = {
+    "baseline": (False, False),
+    "rcm": (True, False),
+    "mam": (False, True),
+    "full": (True, True),
+}
+LOSS_COLUMNS = ("epoch", "iteration", "lr", "loss", "cls", "rcm", "mam")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resume_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".resume.pt")
+
+
+def compute_losses(main: CamNet, support: SupportNet | None, images: Tensor, labels: Tensor,
+                   cfg: CamTrainConfig, use_rcm: bool, use_mam: bool,
+                   memory: PrototypeMemory | None = None) -> dict[str, Tensor]:
+    """All loss terms of one batch; ``loss`` is the weighted total. SupportNet gets no gradients."""
+    out = main(images, with_proj=use_rcm)
+    terms = {"cls": classification_loss(out["logits"], labels)}
+    zero = out["logits"].new_zeros(())
+    terms["rcm"] = terms["mam"] = zero
+    if use_rcm or use_mam:
+        if support is None:
+            raise ValueError("RCM/MAM need a SupportNet")
+        grid = out["cam"].shape[2:]
+        main_cam = normalize_cam(out["cam"].float(), labels)
+        support_out = support(images, with_proj=use_rcm)
+        support_cam = normalize_cam(support_out["cam"].float(), labels)
+        if use_rcm:
+            r = cfg.rcm
+            terms["rcm"] = rcm_loss(out["proj"].float(), support_out["proj"].float(), support_cam,
+                                    r.fg_threshold, r.bg_threshold, r.tau, memory)
+        if use_mam:
+            m = cfg.mam
+            scaled = []
+            for scale in m.scales:
+                if scale == 1.0:
+                    scaled.append(support_cam)
+                    continue
+                size = [max(1, round(images.shape[2] * scale)), max(1, round(images.shape[3] * scale))]
+                cam_s = support(resize_to(images, size), with_proj=False)["cam"].float()
+                scaled.append(normalize_cam(resize_to(cam_s, grid), labels))
+            target, _ = mam_target(main_cam, scaled, m.fusion, m.temperature, m.dissimilarity)
+            terms["mam"] = mam_loss(main_cam, target, labels, m.one_sided, m.bg_weight, m.bg_threshold)
+    terms["loss"] = terms["cls"] + cfg.rcm.weight * terms["rcm"] + cfg.mam.weight * terms["mam"]
+    return terms
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _losses_csv(rows: list[dict[str, float]]) -> str:
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOSS_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _build_networks(cfg: CamTrainConfig, variant: str, support_ckpt: str | os.PathLike | None
+                    ) -> tuple[CamNet, SupportNet | None]:
+    use_rcm, use_mam = VARIANTS[variant]
+    if support_ckpt is not None:
+        main, state = load_cam_net(support_ckpt)
+        if state["backbone"] != cfg.backbone:
+            raise CheckpointError(
+                f"{support_ckpt}: SupportNet backbone '{state['backbone']}' differs from "
+                f"cam_train.backbone '{cfg.backbone}'")
+    else:
+        main = create_model(cfg.backbone, proj_dim=cfg.proj_dim, pretrained=cfg.pretrained)
+    support = None
+    if use_rcm or use_mam:
+        if cfg.support.kind == "frozen" and support_ckpt is None:
+            raise ValueError(
+                f"variant '{variant}' with support.kind: frozen needs the trained SupportNet "
+                "(the baseline checkpoint): pass --support")
+        support = SupportNet(main, cfg.support.kind, cfg.support.ema_momentum)
+    return main, support
+
+
+def train_cam(cfg: CamTrainConfig, root: str | os.PathLike, split: str, variant: str, out: str | os.PathLike,
+              support_ckpt: str | os.PathLike | None = None, losses_csv: str | os.PathLike | None = None,
+              cls_labels: dict[str, np.ndarray] | None = None, device: str = "auto",
+              stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train one CAM network and write ``out`` (final weights) and ``losses_csv``.
+
+    A checkpoint ``<out>.resume.pt`` is written after every epoch; when it exists
+    at start (and was written with the same params), training resumes from it
+    and ends with the same weights as an uninterrupted run. ``stop_after_epoch``
+    ends the run early after that epoch, leaving only the resume checkpoint.
+
+    Returns a summary dict (epochs, iterations, seconds, final loss terms).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant '{variant}' ({' | '.join(VARIANTS)})")
+    out = Path(out)
+    losses_csv = Path(losses_csv) if losses_csv else out.with_name(out.name + ".losses.csv")
+    use_rcm, use_mam = VARIANTS[variant]
+    dev = resolve_device(device)
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not cfg.deterministic
+    seed_everything(cfg.seed)
+
+    dataset = CamTrainDataset(root, split, cfg.augment, cfg.seed, cls_labels=cls_labels)
+    if len(dataset) < cfg.batch_size:
+        raise ValueError(f"split '{split}' has {len(dataset)} images, fewer than batch_size {cfg.batch_size}")
+    main, support = _build_networks(cfg, variant, support_ckpt)
+    main.to(dev)
+    if support is not None:
+        support.to(dev)
+    if dev.type == "cuda":
+        main.to(memory_format=torch.channels_last)
+    backbone_params, head_params = main.param_groups()
+    optimizer = torch.optim.SGD(
+        [{"params": backbone_params, "lr": cfg.lr},
+         {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}],
+        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    iters_per_epoch = len(dataset) // cfg.batch_size
+    max_iters = cfg.epochs * iters_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: max(0.0, 1.0 - it / max_iters) ** cfg.poly_power)
+    memory = PrototypeMemory(cfg.rcm.memory) if use_rcm else None
+
+    params_dump = cfg.model_dump(mode="json")
+    identity = {"params": params_dump, "variant": variant, "split": split,
+                "support": str(support_ckpt) if support_ckpt else None}
+    start_epoch, rows = 0, []
+    resume = resume_path(out)
+    if resume.exists():
+        state = read_checkpoint(resume, required=("identity", "epoch", "model", "optimizer", "scheduler", "rng"))
+        if state["identity"] != identity:
+            raise CheckpointError(
+                f"{resume}: resume checkpoint was written for different params/variant/inputs; "
+                "delete it to start over")
+        main.load_state_dict(state["model"])
+        if support is not None and state.get("support") is not None:
+            support.net.load_state_dict(state["support"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start_epoch, rows = state["epoch"], state["rows"]
+        log.info("resuming %s from epoch %d", out, start_epoch)
+
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    started = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        dataset.set_epoch(epoch)
+        loader = DataLoader(
+            dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
+            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch), pin_memory=dev.type == "cuda")
+        # With an EMA SupportNet the self-supervision waits for a sensible teacher.
+        aux_on = cfg.support.kind == "frozen" or epoch >= cfg.warmup_epochs
+        main.train()
+        bar = tqdm(loader, desc=f"{variant} epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for batch in bar:
+            images = batch["image"].to(dev, non_blocking=True)
+            labels = batch["label"].to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with amp:
+                terms = compute_losses(main, support, images, labels, cfg, use_rcm and aux_on,
+                                       use_mam and aux_on, memory)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            scheduler.step()
+            if support is not None:
+                support.update(main)
+            row = {"epoch": epoch, "iteration": scheduler.last_epoch, "lr": optimizer.param_groups[0]["lr"]}
+            row.update({k: terms[k].item() for k in ("loss", "cls", "rcm", "mam")})
+            rows.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", cls=f"{row['cls']:.3f}")
+        log.info("epoch %d/%d: loss %.4f (cls %.4f rcm %.4f mam %.4f)", epoch + 1, cfg.epochs,
+                 *(np.mean([r[k] for r in rows if r["epoch"] == epoch]) for k in ("loss", "cls", "rcm", "mam")))
+        save_torch(resume, {
+            "identity": identity, "epoch": epoch + 1, "rows": rows, "rng": _rng_state(),
+            "model": main.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "support": support.net.state_dict() if support is not None and support.kind == "ema" else None,
+        })
+        write_text(losses_csv, _losses_csv(rows))
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
+            log.info("stopping after epoch %d as asked; rerun to resume", epoch + 1)
+            return {"finished": False, "epochs_done": epoch + 1}
+
+    save_cam_net(out, main.cpu(), cfg.backbone, cfg.proj_dim,
+                 {"variant": variant, "params": params_dump, "support": identity["support"]})
+    write_text(losses_csv, _losses_csv(rows))
+    resume.unlink(missing_ok=True)
+    final = {k: float(np.mean([r[k] for r in rows if r["epoch"] == cfg.epochs - 1]))
+             for k in ("loss", "cls", "rcm", "mam")}
+    return {"finished": True, "epochs_done": cfg.epochs, "iterations": len(rows),
+            "seconds_this_run": round(time.perf_counter() - started, 2), "final_epoch_losses": final}
