@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,10 @@ from torch import nn
 
 from .data.transforms import normalize_image
 from .io import save_npz
+
+if TYPE_CHECKING:
+    from .config import CamInferConfig
+    from .data.voc import VocIndex
 
 CAM_KEYS = ("keys", "cam", "high_res")
 
@@ -64,6 +68,20 @@ def infer_cams(model: nn.Module, image: np.ndarray, label: np.ndarray, scales: S
         "cam": low.cpu().numpy().astype(np.float16),
         "high_res": high.cpu().numpy().astype(np.float16),
     }
+
+
+def dump_cams(model: nn.Module, index: "VocIndex", ids: Sequence[str], cfg: "CamInferConfig",
+              out_dir: str | os.PathLike, device: torch.device | str = "cpu", desc: str = "make_cams",
+              progress: bool = True) -> None:
+    """Write ``<out_dir>/<id>.npz`` for every id (model in eval mode on ``device``)."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for image_id in tqdm(ids, desc=desc, disable=not progress):
+        cams = infer_cams(model, index.load_image(image_id), index.image_labels(image_id), cfg.scales,
+                          cfg.flip, cfg.cam_stride, device)
+        save_cam_file(out_dir / f"{image_id}.npz", cams)
 
 
 def save_cam_file(path: str | os.PathLike, cams: dict[str, np.ndarray]) -> None:

@@ -17,33 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ..cams import CamFileError, load_cam_file
+from ..cams import CamFileError
 from ..config import load_params, section_dict
-from ..data.voc import DataError, VocIndex, read_split
+from ..evaluate import evaluate_cams
 from ..io import write_json
-from ..metrics import ThresholdSweep, sweep_thresholds
+from ..metrics import sweep_thresholds
 from ..provenance import StepRecord
 from . import _cli
-
-
-def evaluate_cams(cams_dir: str | Path, root: str | Path, split: str, thresholds, progress: bool = True) -> dict:
-    """Sweep result for every id of ``split`` (see module docstring)."""
-    cams_dir = Path(cams_dir)
-    index = VocIndex(root)
-    ids = read_split(root, split)
-    sweep = ThresholdSweep(thresholds)
-    for image_id in tqdm(ids, desc=f"eval_cams {split}", disable=not progress):
-        mask = index.load_mask(image_id)
-        if mask is None:
-            raise DataError(f"{index.mask_candidates(image_id)[0]}: no ground-truth mask for '{image_id}'")
-        cams = load_cam_file(cams_dir / f"{image_id}.npz", image_size=mask.shape)
-        sweep.add(cams["high_res"], cams["keys"], mask)
-    result = sweep.result()
-    result["images"] = len(ids)
-    result["split"] = split
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
-
-from ..cams import gather_manifests, infer_cams, manifest_name, save_cam_file, shard_ids
+from ..cams import dump_cams, gather_manifests, manifest_name, shard_ids
 from ..checkpoints import load_cam_net
 from ..config import load_params, section_dict
 from ..data.voc import VocIndex, load_cls_labels_npy, read_split
@@ -78,12 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        for image_id in tqdm(ids, desc=f"make_cams {args.split} {shard}/{total}", disable=args.quiet):
-            cams = infer_cams(model, index.load_image(image_id), index.image_labels(image_id), cfg.scales,
-                              cfg.flip, cfg.cam_stride, device)
-            save_cam_file(out / f"{image_id}.npz", cams)
+        dump_cams(model, index, ids, cfg, out, device, desc=f"make_cams {args.split} {shard}/{total}",
+                  progress=not args.quiet)
         seconds = time.perf_counter() - started
         write_json(out / manifest_name(shard, total), {
             "split": args.split, "ids": ids, "shard": shard, "num_shards": total, "model": args.model,

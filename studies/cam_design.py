@@ -1,0 +1,122 @@
+"""Design study of the self-supervision terms on the synthetic default.
+
+Trains the SupportNet (the baseline) once per seed, then each named row of
+``ROWS`` for the same number of further epochs starting from it, dumps CAMs of
+the chosen split and sweeps the background threshold. Prints a Markdown table
+and writes ``<out>/study.json``. Rows are config overrides of ``cam_train``, so
+every variant studied here is also reachable from params.yaml.
+
+  python studies/cam_design.py --params params.yaml --out results/study --split train
+  python studies/cam_design.py --params params.yaml --out results/study --split val --rows baseline_2x full
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from pixsup.cams import dump_cams
+from pixsup.checkpoints import load_cam_net
+from pixsup.config import load_params, parse_params
+from pixsup.data.synthetic import generate_synthetic
+from pixsup.data.voc import VocIndex, read_split
+from pixsup.evaluate import evaluate_cams
+from pixsup.io import write_json
+from pixsup.metrics import sweep_thresholds
+from pixsup.train import train_cam
+
+# name -> (variant, cam_train overrides as dotted keys)
+ROWS: dict[str, tuple[str, dict[str, object]]] = {
+    "baseline_2x": ("baseline", {}),
+    "rcm": ("rcm", {}),
+    "mam_literal": ("mam", {}),
+    "full_literal": ("full", {}),
+    "mam_max": ("mam", {"mam.fusion": "max"}),
+    "mam_mean": ("mam", {"mam.fusion": "mean"}),
+    "mam_expand_T0.1": ("mam", {"mam.dissimilarity": "expand", "mam.temperature": 0.1}),
+    "mam_one_sided": ("mam", {"mam.one_sided": True}),
+    "mam_one_sided_bg1": ("mam", {"mam.one_sided": True, "mam.bg_weight": 1.0}),
+    "mam_bg1": ("mam", {"mam.bg_weight": 1.0}),
+    "mam_lambda0.3": ("mam", {"mam.weight": 0.3}),
+    "mam_lambda3": ("mam", {"mam.weight": 3.0}),
+    "mam_scales_0.5-2": ("mam", {"mam.scales": [0.5, 1.0, 2.0]}),
+    "ema_mam_literal": ("mam", {"support.kind": "ema", "support.ema_momentum": 0.99}),
+    "ema_full_literal": ("full", {"support.kind": "ema", "support.ema_momentum": 0.99}),
+}
+
+
+def with_overrides(raw: dict, overrides: dict[str, object]) -> dict:
+    raw = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        node = raw.setdefault("cam_train", {})
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return raw
+
+
+def score(model_path: Path, params, root: Path, split: str, cams_dir: Path) -> dict:
+    model, _ = load_cam_net(model_path)
+    model.eval()
+    index = VocIndex(root)
+    dump_cams(model, index, read_split(root, split), params.cam_infer, cams_dir, progress=False)
+    e = params.cam_eval
+    return evaluate_cams(cams_dir, root, split, sweep_thresholds(e.threshold_min, e.threshold_max,
+                                                                   e.threshold_step), progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", default="results/study")
+    parser.add_argument("--split", default="train", help="split scored (train to choose, val to confirm)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to run: {', '.join(ROWS)}")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    out = Path(args.out)
+    raw = json.loads(json.dumps(load_params(args.params).model_dump(mode="json")))
+    base = parse_params(raw)
+    root = out / "data" / "VOC2012"
+    if not (root / "ImageSets" / "Segmentation" / "val.txt").is_file():
+        generate_synthetic(root, base.data.synthetic, progress=False)
+    results = []
+    for seed in args.seeds:
+        seeded = with_overrides(raw, {"seed": seed})
+        params = parse_params(seeded)
+        support = out / f"seed{seed}" / "support.pt"
+        t0 = time.perf_counter()
+        if not support.is_file():
+            train_cam(params.cam_train, root, "train_aug", "baseline", support, progress=False)
+        row = {"row": "support", "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
+        row.update({k: score(support, params, root, args.split, out / f"seed{seed}" / "cams" / "support")[k]
+                    for k in ("miou", "best_threshold")})
+        print(json.dumps(row), flush=True)
+        results.append(row)
+        for name in args.rows:
+            variant, overrides = ROWS[name]
+            params = parse_params(with_overrides(seeded, overrides))
+            model = out / f"seed{seed}" / f"{name}.pt"
+            t0 = time.perf_counter()
+            if not model.is_file():
+                train_cam(params.cam_train, root, "train_aug", variant, model, support_ckpt=support,
+                          progress=False)
+            row = {"row": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
+            row.update({k: score(model, params, root, args.split, out / f"seed{seed}" / "cams" / name)[k]
+                        for k in ("miou", "best_threshold")})
+            print(json.dumps(row), flush=True)
+            results.append(row)
+    write_json(out / f"study_{args.split}.json", results)
+    print(f"\n| row | seed | {args.split} seed mIoU | best threshold | train s |\n|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['row']} | {r['seed']} | {r['miou']:.1f} | {r['best_threshold']} | {r['seconds']} |")
+
+
+if __name__ == "__main__":
+    main()
