@@ -24,7 +24,7 @@ from pixsup.cams import dump_cams
 from pixsup.checkpoints import load_cam_net
 from pixsup.config import load_params, parse_params
 from pixsup.data.synthetic import generate_synthetic
-from pixsup.data.voc import VocIndex, read_split
+from pixsup.data.datasets import CamInferDataset
 from pixsup.evaluate import evaluate_cams
 from pixsup.io import write_json
 from pixsup.metrics import sweep_thresholds
@@ -64,8 +64,7 @@ def with_overrides(raw: dict, overrides: dict[str, object]) -> dict:
 def score(model_path: Path, params, root: Path, split: str, cams_dir: Path) -> dict:
     model, _ = load_cam_net(model_path)
     model.eval()
-    index = VocIndex(root)
-    dump_cams(model, index, read_split(root, split), params.cam_infer, cams_dir, progress=False)
+    dump_cams(model, CamInferDataset(root, split), params.cam_infer, cams_dir, progress=False)
     e = params.cam_eval
     return evaluate_cams(cams_dir, root, split, sweep_thresholds(e.threshold_min, e.threshold_max,
                                                                    e.threshold_step), progress=False)

@@ -27,8 +27,9 @@ from .data.transforms import normalize_image
 from .io import save_npz
 
 if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
     from .config import CamInferConfig
-    from .data.voc import VocIndex
 
 CAM_KEYS = ("keys", "cam", "high_res")
 
@@ -52,7 +53,7 @@ def infer_cams(model: nn.Module, image: np.ndarray, label: np.ndarray, scales: S
     high = torch.zeros(len(keys), height, width, device=device)
     base = normalize_image(image).unsqueeze(0).to(device)
     class_index = torch.as_tensor(keys, device=device)
-    for scale in scales:
+    for scale in scales if len(keys) else ():
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         x = base if scale == 1.0 else F.interpolate(base, size=size, mode="bilinear", align_corners=False)
         batch = torch.cat([x, x.flip(-1)]) if flip else x
@@ -70,18 +71,23 @@ def infer_cams(model: nn.Module, image: np.ndarray, label: np.ndarray, scales: S
     }
 
 
-def dump_cams(model: nn.Module, index: "VocIndex", ids: Sequence[str], cfg: "CamInferConfig",
-              out_dir: str | os.PathLike, device: torch.device | str = "cpu", desc: str = "make_cams",
-              progress: bool = True) -> None:
-    """Write ``<out_dir>/<id>.npz`` for every id (model in eval mode on ``device``)."""
+def dump_cams(model: nn.Module, dataset: "Dataset", cfg: "CamInferConfig", out_dir: str | os.PathLike,
+              device: torch.device | str = "cpu", desc: str = "make_cams", progress: bool = True) -> None:
+    """Write ``<out_dir>/<id>.npz`` for every item of ``dataset`` (a CamInferDataset or a Subset of one).
+
+    Images are decoded by ``cfg.num_workers`` loader processes while the model runs.
+    """
+    from torch.utils.data import DataLoader
     from tqdm import tqdm
+
+    from .data.datasets import single_collate
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for image_id in tqdm(ids, desc=desc, disable=not progress):
-        cams = infer_cams(model, index.load_image(image_id), index.image_labels(image_id), cfg.scales,
-                          cfg.flip, cfg.cam_stride, device)
-        save_cam_file(out_dir / f"{image_id}.npz", cams)
+    loader = DataLoader(dataset, batch_size=1, num_workers=cfg.num_workers, collate_fn=single_collate)
+    for item in tqdm(loader, desc=desc, disable=not progress):
+        cams = infer_cams(model, item["image"], item["label"], cfg.scales, cfg.flip, cfg.cam_stride, device)
+        save_cam_file(out_dir / f"{item['id']}.npz", cams)
 
 
 def save_cam_file(path: str | os.PathLike, cams: dict[str, np.ndarray]) -> None:
@@ -104,6 +110,8 @@ def load_cam_file(path: str | os.PathLike, image_size: tuple[int, int] | None = 
     except Exception as exc:  # zip and format errors
         raise CamFileError(f"{path}: unreadable CAM file ({type(exc).__name__}: {exc})") from None
     keys, low, high = cams["keys"], cams["cam"], cams["high_res"]
+    if keys.dtype.kind not in "iu":
+        raise CamFileError(f"{path}: keys must be integer class ids, got dtype {keys.dtype}")
     if keys.ndim != 1 or low.ndim != 3 or high.ndim != 3 or len(low) != len(keys) or len(high) != len(keys):
         raise CamFileError(
             f"{path}: inconsistent shapes keys {keys.shape}, cam {low.shape}, high_res {high.shape}")
@@ -114,11 +122,12 @@ def load_cam_file(path: str | os.PathLike, image_size: tuple[int, int] | None = 
     return cams
 
 
-def shard_ids(ids: Sequence[str], shard: int, num_shards: int) -> list[str]:
-    """Every ``num_shards``-th id starting at ``shard`` (balanced, order kept)."""
+def shard_positions(count: int, shard: int, num_shards: int) -> list[int]:
+    """Positions of shard ``shard`` of ``num_shards`` in a list of ``count`` ids: every
+    ``num_shards``-th from ``shard`` (balanced, order kept)."""
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard {shard} is not in 0..{num_shards - 1}")
-    return list(ids[shard::num_shards])
+    return list(range(shard, count, num_shards))
 
 
 def manifest_name(shard: int, num_shards: int) -> str:
@@ -138,9 +147,12 @@ def gather_manifests(out_dir: str | os.PathLike, num_shards: int) -> dict[str, o
         path = out_dir / manifest_name(shard, num_shards)
         if not path.is_file():
             raise CamFileError(f"{path}: shard manifest missing; run make_cams --shard {shard}/{num_shards}")
-        part = json.loads(path.read_text())
+        try:
+            part = json.loads(path.read_text())
+            ids.extend(part["ids"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CamFileError(f"{path}: not a shard manifest ({type(exc).__name__}: {exc})") from None
         first = first or part
-        ids.extend(part["ids"])
     missing = [i for i in ids if not (out_dir / f"{i}.npz").is_file()]
     if missing:
         raise CamFileError(f"{out_dir}: CAM files missing for {len(missing)} ids, e.g. {missing[:5]}")

@@ -18,12 +18,19 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit; the message names the file."""
 
 
-def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = (), trusted: bool = False
+                    ) -> dict[str, Any]:
+    """Load a checkpoint dict, checking the ``required`` keys.
+
+    Weights files load with ``weights_only`` (no code can run from them);
+    ``trusted`` allows full unpickling, needed for the RNG states of the resume
+    checkpoints a run writes for itself.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=not trusted)
     except Exception as exc:  # truncated zip, pickle errors, ...
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict):

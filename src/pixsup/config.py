@@ -130,7 +130,7 @@ class MamConfig(_Section):
 
 
 class CamTrainConfig(_Section):
-    backbone: str = Field("tiny", description="Registered backbone: tiny | resnet50 | resnet38.")
+    backbone: str = Field("resnet50", description="Registered backbone: tiny | resnet50 | resnet38.")
     pretrained: str = Field(
         "auto",
         description="auto: ImageNet weights where the backbone has them (torch cache; tiny has none); "
@@ -143,7 +143,7 @@ class CamTrainConfig(_Section):
     lr: float = Field(0.01, gt=0.0, description="Backbone learning rate; new heads use lr * head_lr_mult.")
     head_lr_mult: float = Field(10.0, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(1e-4, ge=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0, description="1e-4 for resnet50; the resnet38 lineage uses 5e-4.")
     poly_power: float = Field(0.9, ge=0.0, description="lr = base * (1 - it / max_it) ** poly_power.")
     proj_dim: int = Field(256, ge=1, description="Projection head output size D.")
     warmup_epochs: int = Field(1, ge=0, description="Epochs before RCM/MAM switch on (support.kind: ema only).")

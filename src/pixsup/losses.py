@@ -159,7 +159,7 @@ def mam_loss(main_cam: Tensor, target: Tensor, labels: Tensor, one_sided: bool =
     """
     diff = F.relu(target - main_cam) if one_sided else (main_cam - target).abs()
     mask = labels[:, :, None, None].expand_as(diff)
-    denom = mask.sum().clamp_min(1.0) * diff.shape[2] * diff.shape[3]
+    denom = mask.sum().clamp_min(1.0)  # label classes x pixels
     loss = (diff * mask).sum() / denom
     if bg_weight > 0:
         leak = main_cam * (target < bg_threshold).to(main_cam.dtype)

@@ -200,7 +200,8 @@ def train_cam(cfg: CamTrainConfig, root: str | os.PathLike, split: str, variant:
     start_epoch, rows = 0, []
     resume = resume_path(out)
     if resume.exists():
-        state = read_checkpoint(resume, required=("identity", "epoch", "model", "optimizer", "scheduler", "rng"))
+        state = read_checkpoint(resume, required=("identity", "epoch", "model", "optimizer", "scheduler", "rng"),
+                                trusted=True)
         if state["identity"] != identity:
             raise CheckpointError(
                 f"{resume}: resume checkpoint was written for different params/variant/inputs; "

@@ -22,6 +22,8 @@ class ResNet50Backbone(nn.Module):
         super().__init__()
         # Dilate the last stage instead of striding it: stride 16 keeps CAMs less coarse.
         net = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=[False, False, True])
+        # The ImageNet classifier is not used; dropping it lets the file's fc.* be skipped.
+        del net.fc
         if weights is not None:
             # The file uses torchvision's names: load before the layers are regrouped.
             load_state(net, weights, ignore_prefixes=("fc.",))

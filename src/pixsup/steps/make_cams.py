@@ -21,10 +21,13 @@ import time
 from pathlib import Path
 
 import torch
-from ..cams import dump_cams, gather_manifests, manifest_name, shard_ids
+from torch.utils.data import Subset
+
+from ..cams import dump_cams, gather_manifests, manifest_name, shard_positions
 from ..checkpoints import load_cam_net
 from ..config import load_params, section_dict
-from ..data.voc import VocIndex, load_cls_labels_npy, read_split
+from ..data.datasets import CamInferDataset
+from ..data.voc import load_cls_labels_npy
 from ..io import write_json
 from ..provenance import StepRecord
 from ..train import resolve_device
@@ -68,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = params.cam_infer
         record = StepRecord("make_cams", section_dict(params, "cam_infer"))
         cls_labels = load_cls_labels_npy(params.data.cls_labels_npy) if params.data.cls_labels_npy else None
-        index = VocIndex(args.root, cls_labels=cls_labels)
-        ids = shard_ids(read_split(args.root, args.split), shard, total)
+        dataset = CamInferDataset(args.root, args.split, cls_labels=cls_labels)
+        positions = shard_positions(len(dataset), shard, total)
+        ids = [dataset.ids[i] for i in positions]
         device = resolve_device(args.device)
         model, _ = load_cam_net(args.model)
         model.to(device).eval()
@@ -77,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             model.to(memory_format=torch.channels_last)
         out = Path(args.out)
         started = time.perf_counter()
-        dump_cams(model, index, ids, cfg, out, device, desc=f"make_cams {args.split} {shard}/{total}",
-                  progress=not args.quiet)
+        dump_cams(model, Subset(dataset, positions), cfg, out, device,
+                  desc=f"make_cams {args.split} {shard}/{total}", progress=not args.quiet)
         seconds = time.perf_counter() - started
         write_json(out / manifest_name(shard, total), {
             "split": args.split, "ids": ids, "shard": shard, "num_shards": total, "model": args.model,

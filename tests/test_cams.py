@@ -1,0 +1,259 @@
+"""Multi-scale flip CAM inference, the CAM file format and its checks, sharding and manifests."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fake_voc import image as ramp_image
+from pixsup.cams import (CamFileError, gather_manifests, infer_cams, load_cam_file, manifest_name, save_cam_file,
+                         shard_positions)
+from pixsup.models import CamNet, create_model
+
+torch.set_num_threads(1)
+
+HEIGHT, WIDTH = 37, 50  # odd sizes: the low-resolution grid rounds up
+
+
+def _label(*indices: int) -> np.ndarray:
+    label = np.zeros(20, dtype=np.float32)
+    label[list(indices)] = 1.0
+    return label
+
+
+def _positive_tiny(seed: int = 0) -> CamNet:
+    """A random tiny CAM net in eval mode whose CAMs are positive (backbone features are ReLU
+    outputs, so a non-negative head gives every class a non-zero map)."""
+    torch.manual_seed(seed)
+    model = create_model("tiny", proj_dim=8, pretrained="none").eval()
+    with torch.no_grad():
+        model.cam_head.weight.abs_()
+    return model
+
+
+def _random_image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------- infer_cams
+
+
+def test_infer_cams_file_format_on_odd_sized_image() -> None:
+    cams = infer_cams(_positive_tiny(), _random_image(), _label(2, 14), scales=(1.0, 0.5), cam_stride=4)
+    assert set(cams) == {"keys", "cam", "high_res"}
+    # Label index i is class id i + 1.
+    assert cams["keys"].tolist() == [3, 15] and cams["keys"].dtype == np.int64
+    assert cams["cam"].dtype == np.float16 and cams["high_res"].dtype == np.float16
+    assert cams["cam"].shape == (2, math.ceil(HEIGHT / 4), math.ceil(WIDTH / 4)) == (2, 10, 13)
+    assert cams["high_res"].shape == (2, HEIGHT, WIDTH)
+    for key in ("cam", "high_res"):
+        values = cams[key].astype(np.float32)
+        assert values.min() >= 0.0 and values.max() <= 1.0
+        np.testing.assert_allclose(values.reshape(2, -1).max(axis=1), 1.0, atol=1e-3)
+
+
+def test_infer_cams_without_label_classes() -> None:
+    cams = infer_cams(_positive_tiny(), _random_image(), _label())
+    assert cams["keys"].shape == (0,)
+    assert cams["cam"].shape == (0, 10, 13) and cams["high_res"].shape == (0, HEIGHT, WIDTH)
+
+
+@pytest.mark.parametrize("scales", [(1.0,), (1.0, 0.5)])
+def test_flip_consistency(scales: tuple[float, ...]) -> None:
+    # With flip on, an image and its mirror see the same pair of inputs: mirrored CAMs.
+    model, image, label = _positive_tiny(), _random_image(), _label(0, 7)
+    direct = infer_cams(model, image, label, scales=scales, flip=True)
+    mirrored = infer_cams(model, np.ascontiguousarray(image[:, ::-1]), label, scales=scales, flip=True)
+    for key in ("cam", "high_res"):
+        np.testing.assert_allclose(mirrored[key].astype(np.float32), direct[key][:, :, ::-1].astype(np.float32),
+                                   atol=1e-3)
+
+
+def test_without_flip_a_random_model_is_not_mirror_symmetric() -> None:
+    # Guards the flip test: the random model is not symmetric by itself.
+    model, image, label = _positive_tiny(), _random_image(), _label(0, 7)
+    direct = infer_cams(model, image, label, flip=False)
+    mirrored = infer_cams(model, np.ascontiguousarray(image[:, ::-1]), label, flip=False)
+    diff = np.abs(mirrored["high_res"].astype(np.float32) - direct["high_res"][:, :, ::-1].astype(np.float32))
+    assert diff.mean() > 0.01
+
+
+class _PointwiseBackbone(nn.Module):
+    """1x1 convolutions only: the network commutes with resizing up to interpolation error."""
+
+    out_channels = 8
+    output_stride = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 8, 1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def test_scale_consistency_for_a_scale_equivariant_model() -> None:
+    torch.manual_seed(0)
+    model = CamNet(_PointwiseBackbone(), num_classes=20, proj_dim=4).eval()
+    with torch.no_grad():
+        model.cam_head.weight.abs_()
+    image, label = ramp_image(HEIGHT, WIDTH), _label(4, 9)  # a smooth image
+    single = infer_cams(model, image, label, scales=(1.0,))
+    multi = infer_cams(model, image, label, scales=(1.0, 0.5, 2.0))
+    diff = np.abs(single["high_res"].astype(np.float32) - multi["high_res"].astype(np.float32))
+    assert diff.mean() < 0.05
+
+
+def test_scales_are_used_with_a_strided_model() -> None:
+    model, image, label = _positive_tiny(), _random_image(), _label(4, 9)
+    single = infer_cams(model, image, label, scales=(1.0,))
+    multi = infer_cams(model, image, label, scales=(1.0, 0.5, 2.0))
+    diff = np.abs(single["high_res"].astype(np.float32) - multi["high_res"].astype(np.float32))
+    assert diff.mean() > 0.01
+
+
+# --------------------------------------------------------------- CAM files
+
+
+def _valid_cams(k: int = 2, height: int = 6, width: int = 9) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "keys": np.arange(1, k + 1, dtype=np.int64) * 3,
+        "cam": rng.random((k, math.ceil(height / 4), math.ceil(width / 4))).astype(np.float16),
+        "high_res": rng.random((k, height, width)).astype(np.float16),
+    }
+
+
+def test_cam_file_round_trip(tmp_path: Path) -> None:
+    cams = _valid_cams()
+    path = tmp_path / "2007_000032.npz"
+    save_cam_file(path, cams)
+    loaded = load_cam_file(path, image_size=(6, 9))
+    assert set(loaded) == set(cams)
+    for key, value in cams.items():
+        assert loaded[key].dtype == value.dtype
+        np.testing.assert_array_equal(loaded[key], value)
+
+
+def test_cam_file_round_trip_of_inferred_cams(tmp_path: Path) -> None:
+    cams = infer_cams(_positive_tiny(), _random_image(), _label(19))
+    save_cam_file(tmp_path / "a.npz", cams)
+    loaded = load_cam_file(tmp_path / "a.npz", image_size=(HEIGHT, WIDTH))
+    assert loaded["keys"].tolist() == [20]
+    np.testing.assert_array_equal(loaded["high_res"], cams["high_res"])
+
+
+def _broken(cams: dict[str, np.ndarray], **changes: object) -> dict[str, np.ndarray]:
+    out = dict(cams)
+    for key, value in changes.items():
+        if value is None:
+            del out[key]
+        else:
+            out[key] = value
+    return out
+
+
+BAD_FILES = {
+    "missing_key": _broken(_valid_cams(), high_res=None),
+    "cam_wrong_ndim": _broken(_valid_cams(), cam=np.zeros((2, 3), dtype=np.float16)),
+    "keys_wrong_ndim": _broken(_valid_cams(), keys=np.array([[3, 6]], dtype=np.int64)),
+    "k_mismatch": _broken(_valid_cams(), keys=np.array([3, 6, 9], dtype=np.int64)),
+    "key_zero": _broken(_valid_cams(), keys=np.array([0, 6], dtype=np.int64)),
+    "key_21": _broken(_valid_cams(), keys=np.array([3, 21], dtype=np.int64)),
+    "high_res_wrong_size": _broken(_valid_cams(), high_res=np.zeros((2, 6, 10), dtype=np.float16)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_load_cam_file_rejects_bad_files_naming_them(tmp_path: Path, case: str) -> None:
+    path = tmp_path / f"{case}.npz"
+    np.savez(path, **BAD_FILES[case])
+    with pytest.raises(CamFileError) as info:
+        load_cam_file(path, image_size=(6, 9))
+    assert str(path) in str(info.value)
+
+
+def test_load_cam_file_rejects_a_non_npz_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.npz"
+    path.write_text("not an archive\n")
+    with pytest.raises(CamFileError, match="notes.npz"):
+        load_cam_file(path)
+
+
+def test_load_cam_file_rejects_a_plain_npy_file(tmp_path: Path) -> None:
+    path = tmp_path / "array.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(CamFileError, match="array.npy"):
+        load_cam_file(path)
+
+
+def test_load_cam_file_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CamFileError, match="absent.npz"):
+        load_cam_file(tmp_path / "absent.npz")
+
+
+def test_cam_file_error_is_a_value_error() -> None:
+    assert issubclass(CamFileError, ValueError)
+
+
+# --------------------------------------------------------- shards and manifests
+
+
+@pytest.mark.parametrize("count,num_shards", [(10, 3), (7, 1), (2, 4), (0, 2)])
+def test_shards_are_disjoint_and_cover_all_ids_in_order(count: int, num_shards: int) -> None:
+    ids = [f"img{i:03d}" for i in range(count)]
+    shards = [[ids[p] for p in shard_positions(count, s, num_shards)] for s in range(num_shards)]
+    seen = [i for shard in shards for i in shard]
+    assert sorted(seen) == ids and len(seen) == len(set(seen))  # disjoint, complete
+    for shard in shards:
+        assert shard == sorted(shard, key=ids.index)  # split order kept
+    sizes = [len(s) for s in shards]
+    assert max(sizes) - min(sizes) <= 1  # balanced
+
+
+@pytest.mark.parametrize("shard,num_shards", [(3, 3), (-1, 2), (0, 0)])
+def test_invalid_shard_raises(shard: int, num_shards: int) -> None:
+    with pytest.raises(ValueError):
+        shard_positions(5, shard, num_shards)
+
+
+def _write_shards(out: Path, ids: list[str], num_shards: int) -> None:
+    for s in range(num_shards):
+        part = [ids[p] for p in shard_positions(len(ids), s, num_shards)]
+        manifest = {"ids": part, "split": "train", "scales": [1.0, 0.5], "shard": s, "num_shards": num_shards}
+        (out / manifest_name(s, num_shards)).write_text(json.dumps(manifest))
+        for image_id in part:
+            save_cam_file(out / f"{image_id}.npz", _valid_cams())
+
+
+def test_gather_manifests_merges_shards(tmp_path: Path) -> None:
+    ids = [f"img{i}" for i in range(5)]
+    _write_shards(tmp_path, ids, 2)
+    manifest = gather_manifests(tmp_path, 2)
+    assert sorted(manifest["ids"]) == ids and len(manifest["ids"]) == 5
+    assert manifest["split"] == "train" and manifest["scales"] == [1.0, 0.5]
+    assert "shard" not in manifest and "num_shards" not in manifest
+    assert json.loads((tmp_path / "index.json").read_text()) == manifest
+
+
+def test_gather_manifests_missing_shard_manifest(tmp_path: Path) -> None:
+    _write_shards(tmp_path, [f"img{i}" for i in range(5)], 3)
+    missing = tmp_path / manifest_name(1, 3)
+    missing.unlink()
+    with pytest.raises(CamFileError, match=missing.name):
+        gather_manifests(tmp_path, 3)
+    assert not (tmp_path / "index.json").exists()
+
+
+def test_gather_manifests_missing_cam_file(tmp_path: Path) -> None:
+    _write_shards(tmp_path, [f"img{i}" for i in range(5)], 2)
+    (tmp_path / "img3.npz").unlink()
+    with pytest.raises(CamFileError, match="img3"):
+        gather_manifests(tmp_path, 2)
+    assert not (tmp_path / "index.json").exists()

@@ -1,0 +1,284 @@
+"""Backbone registry, CAM network outputs, frozen layers, ImageNet weight loading, checkpoints."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from pixsup.checkpoints import FORMAT, CheckpointError, load_cam_net, save_cam_net
+from pixsup.models import CamNet, available_backbones, create_model, register_backbone
+from pixsup.models.resnet50 import RESNET50_FILE
+from pixsup.models.weights import WeightsNotFoundError
+
+torch.set_num_threads(1)
+
+# Per backbone: an input whose sides are not multiples of the output stride (resnet38 is
+# heavy, so it gets batch 1 and a small image).
+INPUT_SHAPE = {"tiny": (2, 3, 36, 44), "resnet50": (2, 3, 36, 44), "resnet38": (1, 3, 25, 32)}
+OUTPUT_STRIDE = {"tiny": 8, "resnet50": 16, "resnet38": 8}
+
+
+@pytest.fixture(scope="module")
+def model_of() -> Callable[[str], CamNet]:
+    """Build each backbone's CAM network once per module (resnet38 alone takes seconds)."""
+    cache: dict[str, CamNet] = {}
+
+    def get(name: str) -> CamNet:
+        if name not in cache:
+            torch.manual_seed(0)
+            cache[name] = create_model(name, num_classes=20, proj_dim=16, pretrained="none")
+        return cache[name]
+
+    return get
+
+
+def test_builtin_backbones_are_registered() -> None:
+    assert set(available_backbones()) >= {"tiny", "resnet50", "resnet38"}
+
+
+@pytest.mark.parametrize("name", available_backbones())
+def test_forward_backward_shapes(name: str, model_of: Callable[[str], CamNet]) -> None:
+    model = model_of(name)
+    model.train()
+    shape = INPUT_SHAPE.get(name, (1, 3, 32, 32))
+    batch, _, height, width = shape
+    out = model(torch.randn(*shape))
+    stride = model.output_stride
+    grid = (math.ceil(height / stride), math.ceil(width / stride))
+    assert set(out) == {"cam", "logits", "proj"}
+    assert out["cam"].shape == (batch, 20, *grid)
+    assert out["logits"].shape == (batch, 20)
+    assert out["proj"].shape == (batch, 16, *grid)
+    # Projected features are unit length per pixel; logits are the spatial mean of the CAM.
+    torch.testing.assert_close(out["proj"].norm(dim=1), torch.ones(batch, *grid), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["logits"], out["cam"].mean(dim=(2, 3)))
+    model.zero_grad()
+    (out["logits"].sum() + out["proj"].sum()).backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None for p in trainable)
+    assert "proj" not in model(torch.randn(*shape), with_proj=False)
+
+
+@pytest.mark.parametrize("name", ["tiny", "resnet50", "resnet38"])
+def test_output_stride(name: str, model_of: Callable[[str], CamNet]) -> None:
+    assert model_of(name).output_stride == OUTPUT_STRIDE[name]
+
+
+def _batchnorms(module: nn.Module) -> list[nn.BatchNorm2d]:
+    return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_resnet50_frozen_parts_and_bn_eval(model_of: Callable[[str], CamNet]) -> None:
+    model = model_of("resnet50")
+    backbone = model.backbone
+    assert not any(p.requires_grad for p in backbone.stem.parameters())
+    assert not any(p.requires_grad for p in backbone.layer1.parameters())
+    bns = _batchnorms(backbone)
+    assert bns and not any(p.requires_grad for bn in bns for p in bn.parameters())
+    # The rest of the trunk trains.
+    assert backbone.layer2[0].conv1.weight.requires_grad and backbone.layer4[0].conv2.weight.requires_grad
+    model.train()
+    assert model.training and backbone.layer4.training
+    assert not any(bn.training for bn in bns)
+    # Frozen statistics: a training-mode forward leaves the running mean alone.
+    before = backbone.layer3[0].bn1.running_mean.clone()
+    model(torch.randn(2, 3, 32, 32), with_proj=False)
+    assert torch.equal(before, backbone.layer3[0].bn1.running_mean)
+
+
+def test_resnet38_width_stride_and_frozen_parts(model_of: Callable[[str], CamNet]) -> None:
+    model = model_of("resnet38")
+    backbone = model.backbone
+    assert backbone.out_channels == 4096 and backbone.output_stride == 8
+    model.eval()
+    with torch.no_grad():
+        features = backbone(torch.randn(1, 3, 32, 32))
+    assert features.shape == (1, 4096, 4, 4)
+    for module in (backbone.conv1a, backbone.b2, backbone.b2_1, backbone.b2_2):
+        assert not any(p.requires_grad for p in module.parameters())
+    assert backbone.b3.conv_branch2a.weight.requires_grad
+    model.train()
+    assert not any(bn.training for bn in _batchnorms(backbone))
+    assert backbone.b7.dropout_2b1.training  # dropout still follows the mode
+
+
+def test_unknown_backbone_lists_registered_ones() -> None:
+    with pytest.raises(ValueError) as info:
+        create_model("resnet101", pretrained="none")
+    message = str(info.value)
+    assert "resnet101" in message
+    for name in available_backbones():
+        assert name in message
+
+
+def test_registering_a_name_twice_is_an_error() -> None:
+    available_backbones()  # makes sure the built-in names are registered
+    with pytest.raises(ValueError, match="tiny"):
+        register_backbone("tiny")(lambda pretrained="auto": nn.Identity())
+
+
+# ----------------------------------------------------------------- weights
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch cache; the hub directory is restored after the test."""
+    home = tmp_path / "torch_home"
+    home.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # restored on teardown
+    torch.hub.set_dir(str(home / "hub"))
+    return home / "hub" / "checkpoints"
+
+
+def test_missing_resnet50_weights_name_file_and_directory(empty_torch_home: Path) -> None:
+    with pytest.raises(WeightsNotFoundError) as info:
+        create_model("resnet50")
+    message = str(info.value)
+    assert RESNET50_FILE == "resnet50-0676ba61.pth"
+    assert RESNET50_FILE in message
+    assert str(empty_torch_home) in message
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_missing_resnet38_weights_name_the_file(empty_torch_home: Path) -> None:
+    with pytest.raises(WeightsNotFoundError, match="resnet38d_ilsvrc.pth"):
+        create_model("resnet38")
+
+
+def test_tiny_auto_means_random_init(empty_torch_home: Path) -> None:
+    assert isinstance(create_model("tiny"), CamNet)  # no ImageNet file exists for it
+
+
+def test_weights_path_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "weights.pth"
+    with pytest.raises(WeightsNotFoundError) as info:
+        create_model("resnet50", pretrained=str(missing))
+    assert str(missing) in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def resnet50_state(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A weights file as torchvision writes it (fresh resnet50 state dict, classifier included)."""
+    torch.manual_seed(123)
+    state = torchvision.models.resnet50(weights=None).state_dict()
+    state["bn1.running_mean"].fill_(0.5)  # a buffer value random init never gives
+    path = tmp_path_factory.mktemp("weights") / RESNET50_FILE
+    torch.save(state, path)
+    return path, state
+
+
+def _assert_loaded(backbone: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    assert torch.equal(backbone.stem[0].weight, state["conv1.weight"])
+    assert torch.equal(backbone.stem[1].running_mean, state["bn1.running_mean"])
+    assert torch.equal(backbone.layer4[2].conv3.weight, state["layer4.2.conv3.weight"])
+
+
+def test_torchvision_resnet50_weights_file_loads_from_path(
+        resnet50_state: tuple[Path, dict[str, torch.Tensor]]) -> None:
+    # The file carries torchvision's classifier (fc.*), which the backbone drops.
+    path, state = resnet50_state
+    _assert_loaded(create_model("resnet50", pretrained=str(path)).backbone, state)
+
+
+def test_torchvision_resnet50_weights_file_loads_from_torch_cache(
+        resnet50_state: tuple[Path, dict[str, torch.Tensor]], empty_torch_home: Path) -> None:
+    path, state = resnet50_state
+    empty_torch_home.mkdir(parents=True)
+    (empty_torch_home / RESNET50_FILE).symlink_to(path)
+    _assert_loaded(create_model("resnet50").backbone, state)
+
+
+def test_weights_file_with_wrong_keys_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "wrong.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "head.weight": torch.zeros(3)}, path)
+    with pytest.raises(ValueError) as info:
+        create_model("resnet50", pretrained=str(path))
+    assert str(path) in str(info.value)
+    assert not isinstance(info.value, WeightsNotFoundError)
+
+
+def test_unreadable_weights_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(b"this is not a torch file")
+    with pytest.raises(ValueError, match="garbage.pth"):
+        create_model("tiny", pretrained=str(path))
+
+
+# -------------------------------------------------------------- checkpoints
+
+
+def _trained_looking_tiny() -> CamNet:
+    """A tiny CAM net with non-default sizes and BatchNorm statistics that differ from init."""
+    torch.manual_seed(0)
+    model = create_model("tiny", num_classes=5, proj_dim=12, pretrained="none")
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    return model.eval()
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
+    model = _trained_looking_tiny()
+    path = tmp_path / "model.pt"
+    save_cam_net(path, model, "tiny", proj_dim=12, extra={"variant": "full"})
+    loaded, state = load_cam_net(path)
+    loaded.eval()
+    assert state["format"] == FORMAT and state["variant"] == "full"
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+    assert b["cam"].shape[1] == 5 and b["proj"].shape[1] == 12
+    for key in ("cam", "logits", "proj"):
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_truncated_checkpoint_raises_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    save_cam_net(path, _trained_looking_tiny(), "tiny", proj_dim=12, extra={})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError) as info:
+        load_cam_net(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_checkpoint_raises_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(CheckpointError, match="noise.pt"):
+        load_cam_net(path)
+
+
+def test_checkpoint_without_needed_keys(tmp_path: Path) -> None:
+    path = tmp_path / "partial.pt"
+    torch.save({"format": FORMAT, "backbone": "tiny"}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_cam_net(path)
+    assert str(path) in str(info.value) and "model" in str(info.value)
+
+
+def test_checkpoint_missing_file_and_foreign_format(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="absent.pt"):
+        load_cam_net(tmp_path / "absent.pt")
+    path = tmp_path / "other.pt"
+    torch.save({"format": "something/9", "backbone": "tiny", "model": {}, "proj_dim": 4, "num_classes": 2}, path)
+    with pytest.raises(CheckpointError, match="format"):
+        load_cam_net(path)
+
+
+def test_checkpoint_weights_that_do_not_fit(tmp_path: Path) -> None:
+    model = _trained_looking_tiny()
+    path = tmp_path / "model.pt"
+    save_cam_net(path, model, "tiny", proj_dim=12, extra={})
+    state = torch.load(path, weights_only=False)
+    state["proj_dim"] = 7  # the stored weights no longer fit the rebuilt head
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_cam_net(path)
