@@ -65,7 +65,9 @@ def test_variants_log_their_loss_terms(small_voc, small_raw, tmp_path):
         losses = summary["final_epoch_losses"]
         assert (losses["rcm"] > 0) == rcm_on, variant
         assert (losses["mam"] > 0) == mam_on, variant
-        assert losses["loss"] == pytest.approx(losses["cls"] + losses["rcm"] + losses["mam"], rel=1e-5)
+        cfg = parse_params(small_raw).cam_train
+        total = losses["cls"] + cfg.rcm.weight * losses["rcm"] + cfg.mam.weight * losses["mam"]
+        assert losses["loss"] == pytest.approx(total, rel=1e-5)
     # SupportNet checkpoint untouched by MainNet training
     model, state = load_cam_net(support)
     assert state["variant"] == "baseline"
@@ -108,3 +110,25 @@ def test_support_with_other_backbone_is_refused(small_voc, small_raw, tmp_path):
     small_raw["cam_train"]["backbone"] = "resnet50"
     with pytest.raises(CheckpointError, match="differs from"):
         _train(small_voc, small_raw, tmp_path / "full.pt", "full", support_ckpt=support)
+
+
+def test_multiscale_regions_change_the_rcm_term_only():
+    from pixsup.models import create_model
+    from pixsup.models.support import SupportNet
+    from pixsup.train import compute_losses
+
+    torch.manual_seed(0)
+    main = create_model("tiny", pretrained="none").eval()
+    support = SupportNet(main)
+    images = torch.randn(2, 3, 64, 64)
+    labels = torch.zeros(2, 20)
+    labels[0, 2] = labels[1, 5] = 1
+    base = {"cam_train": {"backbone": "tiny", "rcm": {"fg_threshold": 0.5, "bg_threshold": 0.2}}}
+    terms = {}
+    for regions in ("support", "multiscale"):
+        base["cam_train"]["rcm"]["regions"] = regions
+        cfg = parse_params(base).cam_train
+        terms[regions] = compute_losses(main, support, images, labels, cfg, use_rcm=True, use_mam=True)
+    assert torch.equal(terms["support"]["mam"], terms["multiscale"]["mam"])
+    assert torch.equal(terms["support"]["cls"], terms["multiscale"]["cls"])
+    assert not torch.equal(terms["support"]["rcm"], terms["multiscale"]["rcm"])

@@ -45,7 +45,7 @@ class SyntheticConfig(_Section):
         description="Range [lo, hi] of an object's longer box side, as a fraction of the image's shorter side.",
     )
     body_class_colour_prob: float = Field(
-        0.3, ge=0.0, le=1.0,
+        0.0, ge=0.0, le=1.0,
         description="Probability that an object's body carries its class colour; otherwise a distractor "
         "colour from a pool shared by all classes.",
     )
@@ -107,11 +107,19 @@ class SupportConfig(_Section):
 
 
 class RcmConfig(_Section):
-    weight: float = Field(1.0, ge=0.0, description="lambda_rcm in the full variant.")
+    weight: float = Field(
+        0.1, ge=0.0,
+        description="lambda_rcm in the full variant (0.1: at 1.0 RCM lowered seeds, docs/design-study.md).",
+    )
     fg_threshold: float = Field(0.30, gt=0.0, le=1.0, description="Pixel is foreground when max_c A >= this.")
     bg_threshold: float = Field(0.05, ge=0.0, lt=1.0, description="Pixel is background when max_c A < this.")
     tau: float = Field(0.1, gt=0.0, description="InfoNCE temperature.")
     memory: int = Field(0, ge=0, description="Keep prototypes of this many previous batches as extra negatives.")
+    regions: Literal["support", "multiscale"] = Field(
+        "support",
+        description="Region masks from SupportNet's CAM at scale 1 (support) or from the max over "
+        "cam_train.mam.scales of its CAMs (multiscale).",
+    )
 
 
 class MamConfig(_Section):
@@ -122,9 +130,9 @@ class MamConfig(_Section):
     dissimilarity: Literal["abs", "expand"] = Field(
         "abs", description="Attention input: abs = |M - S_s|; expand = relu(S_s - M) (scales that see more object)."
     )
-    one_sided: bool = Field(False, description="Penalise only M < Y (expansion), never M > Y.")
+    one_sided: bool = Field(True, description="Penalise only M < Y (expansion), never M > Y.")
     bg_weight: float = Field(
-        0.0, ge=0.0, description="Counterweight holding M at 0 where the target is below bg_threshold."
+        1.0, ge=0.0, description="Counterweight holding M at 0 where the target is below bg_threshold."
     )
     bg_threshold: float = Field(0.05, ge=0.0, lt=1.0, description="Target value below which a pixel is background.")
 

@@ -72,6 +72,21 @@ def resume_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".resume.pt")
 
 
+def _support_cams_at_scales(support: SupportNet, images: Tensor, labels: Tensor, support_cam: Tensor,
+                            scales: tuple[float, ...]) -> list[Tensor]:
+    """Normalised SupportNet CAMs of the batch resized by each scale, on the scale-1 CAM grid."""
+    grid = support_cam.shape[2:]
+    cams = []
+    for scale in scales:
+        if scale == 1.0:
+            cams.append(support_cam)
+            continue
+        size = [max(1, round(images.shape[2] * scale)), max(1, round(images.shape[3] * scale))]
+        cam = support(resize_to(images, size), with_proj=False)["cam"].float()
+        cams.append(normalize_cam(resize_to(cam, grid), labels))
+    return cams
+
+
 def compute_losses(main: CamNet, support: SupportNet | None, images: Tensor, labels: Tensor,
                    cfg: CamTrainConfig, use_rcm: bool, use_mam: bool,
                    memory: PrototypeMemory | None = None) -> dict[str, Tensor]:
@@ -83,24 +98,21 @@ def compute_losses(main: CamNet, support: SupportNet | None, images: Tensor, lab
     if use_rcm or use_mam:
         if support is None:
             raise ValueError("RCM/MAM need a SupportNet")
-        grid = out["cam"].shape[2:]
         main_cam = normalize_cam(out["cam"].float(), labels)
         support_out = support(images, with_proj=use_rcm)
         support_cam = normalize_cam(support_out["cam"].float(), labels)
+        multiscale_regions = use_rcm and cfg.rcm.regions == "multiscale"
+        scaled = (_support_cams_at_scales(support, images, labels, support_cam, cfg.mam.scales)
+                  if use_mam or multiscale_regions else None)
         if use_rcm:
             r = cfg.rcm
-            terms["rcm"] = rcm_loss(out["proj"].float(), support_out["proj"].float(), support_cam,
+            # A sparse SupportNet CAM calls most of an object background; the
+            # union over scales keeps the less discriminative parts out of it.
+            region_cam = torch.stack(scaled).amax(dim=0) if multiscale_regions else support_cam
+            terms["rcm"] = rcm_loss(out["proj"].float(), support_out["proj"].float(), region_cam,
                                     r.fg_threshold, r.bg_threshold, r.tau, memory)
         if use_mam:
             m = cfg.mam
-            scaled = []
-            for scale in m.scales:
-                if scale == 1.0:
-                    scaled.append(support_cam)
-                    continue
-                size = [max(1, round(images.shape[2] * scale)), max(1, round(images.shape[3] * scale))]
-                cam_s = support(resize_to(images, size), with_proj=False)["cam"].float()
-                scaled.append(normalize_cam(resize_to(cam_s, grid), labels))
             target, _ = mam_target(main_cam, scaled, m.fusion, m.temperature, m.dissimilarity)
             terms["mam"] = mam_loss(main_cam, target, labels, m.one_sided, m.bg_weight, m.bg_threshold)
     terms["loss"] = terms["cls"] + cfg.rcm.weight * terms["rcm"] + cfg.mam.weight * terms["mam"]

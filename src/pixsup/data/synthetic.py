@@ -6,7 +6,8 @@ activation maps are sparse: they fire on a small discriminative part, not on
 the whole object. Here every object is a large BODY (ellipse, rectangle or
 convex polygon) that carries its class colour only with probability
 ``body_class_colour_prob``, else a distractor colour from a pool shared by all
-classes, so the body is a weak cue; and a small BADGE, a 2x2 code of inks fixed
+classes, so the body is at most a weak cue (by default none: its colour never
+tells the class, see docs/design-study.md); and a small BADGE, a 2x2 code of inks fixed
 per class, which identifies the class perfectly. A classifier learns the badge;
 the segmentation target is the whole body.
 

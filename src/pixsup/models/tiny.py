@@ -1,4 +1,10 @@
-"""A small CNN for CPU demos and tests: output stride 8, dilated tail for a wide receptive field."""
+"""A small CNN for CPU demos and tests: five 3x3 conv layers, output stride 8.
+
+Its receptive field is 47 px, about the size of a synthetic object: a field
+covering the whole image (an earlier dilated version, 111 px) let every pixel
+see every object and gave diffuse CAMs (seed mIoU 36 against 47; see
+docs/design-study.md).
+"""
 
 from __future__ import annotations
 
@@ -26,8 +32,8 @@ class TinyBackbone(nn.Module):
             _conv(3, 32, stride=2),
             _conv(32, 64, stride=2),
             _conv(64, 96, stride=2),
-            _conv(96, 128, dilation=2),
-            _conv(128, 128, dilation=4),
+            _conv(96, 128),
+            _conv(128, 128),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,0 +1,94 @@
+"""The params schema: params.yaml is valid and complete, unknown keys and bad values are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pixsup.config import ConfigError, Params, load_params, parse_params, section_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _leaf_keys(node: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            keys |= _leaf_keys(value, path + ".")
+        else:
+            keys.add(path)
+    return keys
+
+
+def test_params_yaml_is_valid_and_sets_every_key():
+    params = load_params(REPO / "params.yaml")
+    written = _leaf_keys(yaml.safe_load((REPO / "params.yaml").read_text()))
+    schema = _leaf_keys(Params().model_dump(mode="json"))
+    # Every value of the schema appears in params.yaml, so the file documents them all.
+    assert schema - written == set()
+    assert params.cam_train.backbone == "tiny"
+
+
+def test_params_yaml_comments_every_key():
+    for number, line in enumerate((REPO / "params.yaml").read_text().splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert "#" in line, f"params.yaml line {number} has no comment: {line}"
+
+
+@pytest.mark.parametrize("key", [
+    "cam_train.proj_dim", "cam_train.support.kind", "cam_train.support.ema_momentum",
+    "cam_train.rcm.fg_threshold", "cam_train.rcm.bg_threshold", "cam_train.rcm.tau", "cam_train.rcm.memory",
+    "cam_train.rcm.weight", "cam_train.mam.scales", "cam_train.mam.temperature", "cam_train.mam.fusion",
+    "cam_train.mam.one_sided", "cam_train.mam.weight", "cam_train.warmup_epochs", "cam_train.lr",
+    "cam_train.head_lr_mult", "cam_train.momentum", "cam_train.weight_decay", "cam_train.poly_power",
+    "cam_train.batch_size", "cam_train.epochs", "cam_train.augment.resize_long", "cam_train.augment.crop_size",
+    "cam_infer.scales", "cam_infer.flip", "cam_eval.threshold_min", "cam_eval.threshold_max",
+])
+def test_every_method_hyperparameter_is_a_key(key):
+    assert key in _leaf_keys(Params().model_dump(mode="json"))
+
+
+def test_method_defaults():
+    cfg = Params().cam_train
+    assert (cfg.rcm.fg_threshold, cfg.rcm.bg_threshold, cfg.rcm.tau) == (0.30, 0.05, 0.1)
+    assert cfg.mam.scales == (0.5, 1.0, 1.5) and cfg.mam.temperature == 2.0
+    assert cfg.support.kind == "frozen" and cfg.support.ema_momentum == 0.996
+    assert cfg.backbone == "resnet50" and cfg.augment.crop_size == 512 and cfg.augment.resize_long == (320, 640)
+    assert Params().cam_infer.scales == (1.0, 0.5, 1.5, 2.0)
+
+
+def test_unknown_key_is_named_with_its_path(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("cam_train:\n  mam:\n    fusoin: max\n")
+    with pytest.raises(ConfigError, match=r"p\.yaml: unknown key 'cam_train\.mam\.fusoin'"):
+        load_params(path)
+
+
+def test_unknown_section_and_bad_values(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'seg_trian'"):
+        parse_params({"seg_trian": {}})
+    with pytest.raises(ConfigError, match=r"cam_train\.mam\.fusion"):
+        parse_params({"cam_train": {"mam": {"fusion": "median"}}})
+    with pytest.raises(ConfigError, match=r"cam_train\.augment.*lo <= hi"):
+        parse_params({"cam_train": {"augment": {"resize_long": [640, 320]}}})
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        parse_params([1, 2])
+
+
+def test_missing_or_broken_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cam_train: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_params(bad)
+
+
+def test_resolved_section_file_round_trips(tmp_path):
+    params = load_params(REPO / "params.yaml")
+    resolved = tmp_path / "cam_train.yaml"
+    resolved.write_text(yaml.safe_dump(section_dict(params, "cam_train")))
+    assert load_params(resolved).cam_train == params.cam_train
