@@ -33,7 +33,7 @@ NOISE = 2.0
 
 
 @pytest.mark.slow
-def test_full_method_beats_same_budget_baseline(tmp_path):
+def test_full_method_beats_same_budget_baseline(tmp_path, capsys):
     params = load_params(REPO / "params.yaml")
     cfg = params.cam_train
     root = tmp_path / "VOC2012"
@@ -54,6 +54,7 @@ def test_full_method_beats_same_budget_baseline(tmp_path):
         return result["miou"]
 
     baseline, full = seed_miou("baseline"), seed_miou("full")
-    print(f"\nseed mIoU on train: same-budget baseline {baseline:.2f}, full {full:.2f}, "
-          f"gain {full - baseline:+.2f}")
+    with capsys.disabled():  # the measured numbers belong in every test log
+        print(f"\nseed mIoU on train: same-budget baseline {baseline:.2f}, full {full:.2f}, "
+              f"gain {full - baseline:+.2f} (asserted >= {MEASURED_GAIN - NOISE:.1f})")
     assert full - baseline >= MEASURED_GAIN - NOISE
