@@ -193,9 +193,6 @@ class Params(_Section):
     cam_eval: CamEvalConfig = CamEvalConfig()
 
 
-SECTIONS = tuple(Params.model_fields)
-
-
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "<top level>"
     if error["type"] == "extra_forbidden":

@@ -17,9 +17,10 @@ from ..models.weights import WeightsNotFoundError
 USER_ERRORS = (ConfigError, DataError, CheckpointError, CamFileError, WeightsNotFoundError, FileNotFoundError)
 
 
-def parser(module_doc: str | None) -> argparse.ArgumentParser:
-    """An argument parser whose description is the step module's docstring."""
-    return argparse.ArgumentParser(description=module_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(step: str, module_doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser for ``python -m pixsup.steps.<step>`` described by the step module's docstring."""
+    return argparse.ArgumentParser(prog=f"python -m pixsup.steps.{step}", description=module_doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_params_argument(p: argparse.ArgumentParser) -> None:

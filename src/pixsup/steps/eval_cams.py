@@ -27,7 +27,7 @@ from . import _cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _cli.parser(__doc__)
+    p = _cli.parser("eval_cams", __doc__)
     _cli.add_params_argument(p)
     p.add_argument("--cams", required=True, help="make_cams output folder")
     p.add_argument("--root", required=True, help="VOC2012 folder")

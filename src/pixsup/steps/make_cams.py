@@ -45,7 +45,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _cli.parser(__doc__)
+    p = _cli.parser("make_cams", __doc__)
     p.add_argument("--params", help="resolved params YAML (reads cam_infer)")
     p.add_argument("--root", help="VOC2012 folder")
     p.add_argument("--split", help="split list, e.g. train or train_aug")

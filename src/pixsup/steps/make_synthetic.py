@@ -28,7 +28,7 @@ log = logging.getLogger("pixsup.make_synthetic")
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for a bad params file)."""
-    parser = _cli.parser(__doc__)
+    parser = _cli.parser("make_synthetic", __doc__)
     _cli.add_params_argument(parser)
     parser.add_argument("--out", required=True, type=Path,
                         help="the VOC2012 folder to write (created; generator files of an earlier run are replaced)")

@@ -28,7 +28,7 @@ from . import _cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _cli.parser(__doc__)
+    p = _cli.parser("train_cam", __doc__)
     _cli.add_params_argument(p)
     p.add_argument("--root", required=True, help="VOC2012 folder")
     p.add_argument("--split", default="train_aug", help="split list to train on (default: train_aug)")
