@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .registry import register_backbone
-from .weights import freeze, load_state, resolve_weights, set_frozen_bn_eval
+from .weights import FrozenBatchNormBackbone, freeze, load_state, resolve_weights
 
 
 class _PreActBlock(nn.Module):
@@ -68,7 +68,7 @@ class _PreActBottleneck(nn.Module):
         return shortcut + out
 
 
-class ResNet38Backbone(nn.Module):
+class ResNet38Backbone(FrozenBatchNormBackbone):
     out_channels = 4096
     output_stride = 8
 
@@ -98,14 +98,7 @@ class ResNet38Backbone(nn.Module):
             load_state(self, weights, ignore_prefixes=("fc8", "fc."))
         for module in (self.conv1a, self.b2, self.b2_1, self.b2_2):
             freeze(module)
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                freeze(module)
-
-    def train(self, mode: bool = True) -> "ResNet38Backbone":
-        super().train(mode)
-        set_frozen_bn_eval(self)
-        return self
+        self.freeze_batchnorm()
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1a(x)

@@ -8,13 +8,13 @@ import torchvision
 from torch import Tensor, nn
 
 from .registry import register_backbone
-from .weights import freeze, load_state, resolve_weights, set_frozen_bn_eval
+from .weights import FrozenBatchNormBackbone, freeze, load_state, resolve_weights
 
 # torchvision's IMAGENET1K_V1 file, the weights IRN-style CAM training starts from.
 RESNET50_FILE = "resnet50-0676ba61.pth"
 
 
-class ResNet50Backbone(nn.Module):
+class ResNet50Backbone(FrozenBatchNormBackbone):
     out_channels = 2048
     output_stride = 16
 
@@ -31,14 +31,7 @@ class ResNet50Backbone(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         freeze(self.stem)
         freeze(self.layer1)
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                freeze(module)
-
-    def train(self, mode: bool = True) -> "ResNet50Backbone":
-        super().train(mode)
-        set_frozen_bn_eval(self)
-        return self
+        self.freeze_batchnorm()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))

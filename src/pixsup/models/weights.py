@@ -69,8 +69,19 @@ def freeze(module: nn.Module) -> None:
         param.requires_grad_(False)
 
 
-def set_frozen_bn_eval(module: nn.Module) -> None:
-    """Keep every BatchNorm in eval mode (frozen statistics), as IRN does for ResNet-50."""
-    for child in module.modules():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            child.eval()
+class FrozenBatchNormBackbone(nn.Module):
+    """Base of backbones whose BatchNorm layers keep their ImageNet statistics and affine
+    parameters, as IRN does for ResNet-50: small WSSS batches would only corrupt them."""
+
+    def _batchnorms(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def freeze_batchnorm(self) -> None:
+        for bn in self._batchnorms():
+            freeze(bn)
+
+    def train(self, mode: bool = True) -> "FrozenBatchNormBackbone":
+        super().train(mode)
+        for bn in self._batchnorms():
+            bn.eval()
+        return self
