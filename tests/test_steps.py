@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import write_params
-from pixsup.steps import eval_cams, make_cams, make_synthetic, train_cam, validate_data
+from pixsup.steps import eval_cams, make_cams, prepare_data, train_cam, validate_data
 
-STEPS = ["make_synthetic", "validate_data", "train_cam", "make_cams", "eval_cams"]
+STEPS = ["prepare_data", "validate_data", "train_cam", "make_cams", "eval_cams"]
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -26,7 +26,8 @@ def test_help_explains_inputs_and_outputs(step):
 def test_pipeline_of_steps(tmp_path, small_raw):
     params = write_params(tmp_path / "params.yaml", small_raw)
     root = tmp_path / "VOC2012"
-    assert make_synthetic.main(["--params", str(params), "--out", str(root), "--quiet"]) == 0
+    assert prepare_data.main(["--params", str(params), "--root", str(root),
+                              "--out", str(tmp_path / "prepared.json"), "--quiet"]) == 0
     assert validate_data.main(["--root", str(root), "--split", "train", "--require-mask"]) == 0
     support = tmp_path / "support" / "model.pt"
     full = tmp_path / "full" / "model.pt"

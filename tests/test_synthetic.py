@@ -25,7 +25,7 @@ from pixsup.data.voc_format import (
     SPLIT_DIR,
     voc_palette,
 )
-from pixsup.steps import make_synthetic
+from pixsup.steps import prepare_data
 
 SMALL = {"num_train": 8, "num_aug_extra": 6, "num_val": 6}
 SPLITS = ("train", "train_aug", "val")
@@ -268,17 +268,24 @@ def test_step_writes_dataset_and_meta(tmp_path: Path, capsys: pytest.CaptureFixt
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"data": {"synthetic": {**SMALL, "seed": 3}}}))
     out = tmp_path / "VOC2012"
-    assert make_synthetic.main(["--params", str(params), "--out", str(out), "--quiet"]) == 0
+    manifest_path = tmp_path / "prepared.json"
+    assert prepare_data.main(["--params", str(params), "--root", str(out), "--out", str(manifest_path),
+                              "--quiet"]) == 0
     assert all((out / SPLIT_DIR / f"{name}.txt").exists() for name in SPLITS)
-    meta = json.loads((tmp_path / "VOC2012.meta.json").read_text())
-    assert meta["step"] == "make_synthetic" and meta["seed"] == 3
-    assert meta["params"] == SyntheticConfig(**SMALL, seed=3).model_dump(mode="json")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["dataset"] == "synthetic" and manifest["root"] == str(out)
+    assert manifest["splits"]["train"] == SMALL["num_train"]
+    assert manifest["splits"]["train_aug"] == SMALL["num_train"] + SMALL["num_aug_extra"]
+    meta = json.loads((tmp_path / "prepared.json.meta.json").read_text())
+    assert meta["step"] == "prepare_data" and meta["seed"] == 3
+    assert meta["params"]["data"]["synthetic"] == SyntheticConfig(**SMALL, seed=3).model_dump(mode="json")
     summary = json.loads((out / "synthetic.json").read_text())
     assert summary["config"]["seed"] == 3 and len(summary["classes"]) == 6
 
     params.write_text(yaml.safe_dump({"data": {"synthetic": {"num_trian": 4}}}))
     capsys.readouterr()
-    assert make_synthetic.main(["--params", str(params), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert prepare_data.main(["--params", str(params), "--root", str(tmp_path / "bad"),
+                              "--out", str(tmp_path / "bad.json"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "data.synthetic.num_trian" in err and "Traceback" not in err
-    assert not (tmp_path / "bad").exists()
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.json").exists()

@@ -131,7 +131,8 @@ def shard_positions(count: int, shard: int, num_shards: int) -> list[int]:
 
 
 def manifest_name(shard: int, num_shards: int) -> str:
-    return "index.json" if num_shards == 1 else f"index.shard-{shard}-of-{num_shards}.json"
+    """The manifest of one shard; ``gather_manifests`` merges them into ``index.json``."""
+    return f"index.shard-{shard}-of-{num_shards}.json"
 
 
 def gather_manifests(out_dir: str | os.PathLike, num_shards: int) -> dict[str, object]:

@@ -7,8 +7,8 @@ Outputs: --out, a folder with one ``<id>.npz`` per image (keys ``keys``, ``cam``
          (``ids``, ``split``, ``scales``, ``flip``, ``cam_stride``, ``model``);
          ``<out>.meta.json``.
 Sharding: ``--shard I/N`` handles every N-th id from I and writes
-         ``index.shard-I-of-N.json``; ``--gather N`` then checks all shards and
-         writes ``index.json``.
+         ``index.shard-I-of-N.json`` instead of ``index.json``; ``--gather N``
+         then checks all shards and writes ``index.json``.
 
 Example:
   python -m pixsup.steps.make_cams --params params.yaml --root data/synthetic/VOC2012 \\
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", help="split list, e.g. train or train_aug")
     p.add_argument("--model", help="trained CAM network (train_cam output)")
     p.add_argument("--out", required=True, help="output folder of CAM files")
-    p.add_argument("--shard", default="0/1", help="I/N: handle shard I of N (default 0/1)")
+    p.add_argument("--shard", default=None, help="I/N: handle shard I of N (default: the whole split)")
     p.add_argument("--gather", type=int, default=None, metavar="N",
                    help="only merge the N shard manifests in --out into index.json")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("params", "root", "split", "model"):
             if getattr(args, name) is None:
                 p.error(f"--{name} is required unless --gather is given")
-        shard, total = _parse_shard(args.shard)
+        shard, total = _parse_shard(args.shard) if args.shard else (0, 1)
+        out_manifest = Path(args.out) / (manifest_name(shard, total) if args.shard else "index.json")
         params = load_params(args.params)
         cfg = params.cam_infer
         record = StepRecord("make_cams", section_dict(params, "cam_infer"))
@@ -84,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         dump_cams(model, Subset(dataset, positions), cfg, out, device,
                   desc=f"make_cams {args.split} {shard}/{total}", progress=not args.quiet)
         seconds = time.perf_counter() - started
-        write_json(out / manifest_name(shard, total), {
+        write_json(out_manifest, {
             "split": args.split, "ids": ids, "shard": shard, "num_shards": total, "model": args.model,
             "scales": list(cfg.scales), "flip": cfg.flip, "cam_stride": cfg.cam_stride,
             "keys": {"keys": "int64 (K,) class ids 1..20", "cam": "float16 (K, h/stride, w/stride)",
                      "high_res": "float16 (K, H, W)"},
         })
-        record.write(out / manifest_name(shard, total), extra={
+        record.write(out_manifest, extra={
             "images": len(ids), "images_per_second": round(len(ids) / max(seconds, 1e-9), 3),
             "device": str(device)})
         return 0

@@ -1,0 +1,1 @@
+"""The paper's tables and figures, generated from metrics files (``pixsup.steps.make_report``)."""

@@ -1,0 +1,139 @@
+"""The paper's tables, built only from metrics JSON files and the peer numbers file.
+
+Each table is a pandas DataFrame written three ways: ``.csv`` (exact numbers),
+``.md`` (GitHub markdown) and ``.tex`` (a booktabs ``tabular``). Missing values
+are empty cells in CSV and an en dash in markdown and LaTeX.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from ..io import atomic_path, write_text
+
+# The ablation's rows: (variant name in results/, row label, RCM on, MAM on).
+ABLATION_ROWS = (
+    ("support", "baseline", False, False),
+    ("baseline_same_budget", "baseline (same budget)", False, False),
+    ("rcm", "rcm", True, False),
+    ("mam", "mam", False, True),
+    ("full", "full", True, True),
+)
+ABLATION_COLUMNS = ["variant", "rcm", "mam", "seed_miou", "best_threshold"]
+SEEDS_MASKS_COLUMNS = ["method", "backbone", "seed_miou", "mask_miou", "source"]
+SEGMENTATION_COLUMNS = ["method", "backbone", "val_miou", "test_miou", "source"]
+
+
+def load_peers(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Published peer numbers: the given YAML, or the one shipped with the package."""
+    if path is None:
+        text = resources.files("pixsup.report").joinpath("peers.yaml").read_text()
+    else:
+        text = Path(path).read_text()
+    peers = (yaml.safe_load(text) or {}).get("peers", [])
+    for peer in peers:
+        if not peer.get("method") or not peer.get("source"):
+            raise ValueError(f"{path or 'peers.yaml'}: every peer needs a method and a source, got {peer}")
+    return peers
+
+
+def ablation_table(seed_metrics: dict[str, dict[str, Any]], backbone: str, dataset: str) -> pd.DataFrame:
+    """Rows of :data:`ABLATION_ROWS` whose metrics exist; ``seed_metrics`` maps variant -> eval_cams JSON."""
+    rows = [
+        {"variant": label, "rcm": rcm, "mam": mam,
+         "seed_miou": seed_metrics[name]["miou"], "best_threshold": seed_metrics[name]["best_threshold"]}
+        for name, label, rcm, mam in ABLATION_ROWS if name in seed_metrics
+    ]
+    table = pd.DataFrame(rows, columns=ABLATION_COLUMNS)
+    table.attrs["caption"] = f"Ablation on {dataset} train: seed mIoU (%) at the best background threshold ({backbone})."
+    return table
+
+
+def seeds_masks_table(seed_metrics: dict[str, dict[str, Any]], mask_metrics: dict[str, dict[str, Any]],
+                      sources: dict[str, str], backbone: str, peers: list[dict[str, Any]],
+                      dataset: str) -> pd.DataFrame:
+    """Our variants (seed, and mask where pseudo masks were evaluated) above the published peers."""
+    rows = []
+    for name, label, _, _ in ABLATION_ROWS:
+        if name in seed_metrics:
+            mask = mask_metrics.get(name)
+            rows.append({"method": f"ours: {label}", "backbone": backbone, "seed_miou": seed_metrics[name]["miou"],
+                         "mask_miou": mask["miou"] if mask else None, "source": sources[name]})
+    for peer in peers:
+        if "seed" in peer or "mask" in peer:
+            rows.append({"method": peer["method"], "backbone": peer.get("backbone"), "seed_miou": peer.get("seed"),
+                         "mask_miou": peer.get("mask"), "source": peer["source"]})
+    table = pd.DataFrame(rows, columns=SEEDS_MASKS_COLUMNS)
+    table.attrs["caption"] = (f"CAM seed and pseudo-mask mIoU (%) on train; ours on {dataset}, "
+                              "peers as published on PASCAL VOC 2012.")
+    return table
+
+
+def segmentation_table(seg_metrics: dict[str, dict[str, Any]], sources: dict[str, str], backbone: str,
+                       peers: list[dict[str, Any]], dataset: str) -> pd.DataFrame:
+    """Segmentation val/test mIoU of our runs (``seg_metrics`` maps a row label -> metrics) above the peers."""
+    rows = [{"method": f"ours: {label}", "backbone": backbone, "val_miou": metrics.get("val_miou"),
+             "test_miou": metrics.get("test_miou"), "source": sources[label]}
+            for label, metrics in seg_metrics.items()]
+    rows += [{"method": peer["method"], "backbone": peer.get("backbone"), "val_miou": peer.get("val"),
+              "test_miou": peer.get("test"), "source": peer["source"]}
+             for peer in peers if "val" in peer or "test" in peer]
+    table = pd.DataFrame(rows, columns=SEGMENTATION_COLUMNS)
+    table.attrs["caption"] = (f"Segmentation mIoU (%) on val and test; ours on {dataset}, "
+                              "peers as published on PASCAL VOC 2012.")
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "✓" if value else ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    lines = [f"{table.attrs.get('caption', '')}", "",
+             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
+              for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text: str) -> str:
+    text = "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
+    return text.replace("✓", r"\checkmark").replace("–", "--")
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) and table[c].dtype != bool else "l"
+                    for c in table.columns)
+    lines = [f"% {table.attrs.get('caption', '')}", f"\\begin{{tabular}}{{{align}}}", "\\toprule",
+             " & ".join(_tex(c) for c in table.columns) + r" \\", "\\midrule"]
+    lines += [" & ".join(_tex(_cell(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
+    """Write ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex``; return their paths."""
+    stem = Path(stem)
+    paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
+    with atomic_path(paths[0]) as tmp:
+        table.to_csv(tmp, index=False)
+    write_text(paths[1], to_markdown(table))
+    write_text(paths[2], to_latex(table))
+    return paths

@@ -1,0 +1,76 @@
+"""Regenerate the paper's tables and figures from the metrics JSON files of a run.
+
+Inputs:  --seeds NAME=PATH ... (eval_cams JSON per variant: support, baseline_same_budget,
+         rcm, mam, full), --masks / --seg NAME=PATH ... (mask and segmentation metrics,
+         when present), --losses NAME=PATH ... (train_cam loss CSVs), --cams NAME=DIR
+         ... (CAM folders shown in the gallery, in column order), --root (VOC2012 folder),
+         --params (the resolved params; reads ``report`` and ``cam_train.backbone``, and
+         hashes all of it for provenance), --dvc-lock (for the dataset hash).
+Outputs: --out, a folder with ``tables/{seeds_masks,segmentation,ablation}.{csv,md,tex}``,
+         ``figures/{cam_gallery,threshold_curves,loss_curves}.{png,pdf}`` and ``README.md``
+         (links and provenance: git commit, dataset hash, params hash, date).
+
+Example:
+  python -m pixsup.steps.make_report --params params.yaml --root data/synthetic/VOC2012 \\
+      --seeds support=results/synthetic/metrics/seeds_train_support.json \\
+              full=results/synthetic/metrics/seeds_train_full.json \\
+      --losses full=results/synthetic/full/losses.csv \\
+      --cams baseline=results/synthetic/support/cams/train full=results/synthetic/full/cams/train \\
+      --out results/synthetic/paper
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import load_params
+from ..data.voc import read_split
+from ..report.build import ReportInputs, build_report
+from . import _cli
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    pairs = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"error: {flag} takes NAME=PATH, got {value!r}")
+        pairs[name] = path
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _cli.parser("make_report", __doc__)
+    _cli.add_params_argument(p)
+    p.add_argument("--root", required=True, help="VOC2012 folder (gallery images and ground truth)")
+    p.add_argument("--split", default="train", help="split the seeds were evaluated on (default: train)")
+    for flag, what in (("--seeds", "seed metrics JSON"), ("--masks", "pseudo-mask metrics JSON"),
+                       ("--seg", "segmentation metrics JSON"), ("--losses", "train_cam loss CSV"),
+                       ("--cams", "CAM folder for the gallery")):
+        p.add_argument(flag, nargs="+", metavar="NAME=PATH", help=what)
+    p.add_argument("--dvc-lock", default="dvc.lock", help="dvc.lock to read the dataset hash from")
+    p.add_argument("--out", required=True, help="report folder to write")
+    _cli.add_common_arguments(p)
+    args = p.parse_args(argv)
+    _cli.setup_logging(args.log)
+
+    def body() -> int:
+        params = load_params(args.params)
+        ids = params.report.gallery_ids or read_split(args.root, args.split)[: params.report.gallery_size]
+        inputs = ReportInputs(
+            dataset=params.data.dataset, root=args.root, backbone=params.cam_train.backbone, seed_metrics=_pairs(args.seeds, "--seeds"),
+            mask_metrics=_pairs(args.masks, "--masks"), seg_metrics=_pairs(args.seg, "--seg"),
+            loss_files=_pairs(args.losses, "--losses"), cam_dirs=_pairs(args.cams, "--cams"),
+            gallery_ids=list(ids), params=params.model_dump(mode="json"), peers_file=params.report.peers,
+            dvc_lock=args.dvc_lock)
+        if not inputs.seed_metrics:
+            raise SystemExit("error: --seeds needs at least one NAME=PATH")
+        written = build_report(inputs, args.out)
+        print(f"report: {sum(len(v) for v in written.values())} files in {Path(args.out)}")
+        return 0
+
+    return _cli.run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

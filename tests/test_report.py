@@ -1,0 +1,73 @@
+"""Report tables and provenance from hand-made metrics files."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from pixsup.report.build import dataset_hash, params_hash
+from pixsup.report.tables import (ablation_table, load_peers, seeds_masks_table, segmentation_table, to_latex,
+                                  to_markdown, write_table)
+
+
+def _seed(miou: float, threshold: float) -> dict:
+    return {"miou": miou, "best_threshold": threshold,
+            "curve": [{"threshold": threshold, "miou": miou}]}
+
+
+SEEDS = {"support": _seed(40.0, 0.2), "rcm": _seed(41.5, 0.25), "mam": _seed(43.25, 0.3), "full": _seed(44.0, 0.35)}
+
+
+def test_ablation_has_the_rows_present_in_order_with_module_flags():
+    table = ablation_table(SEEDS, "resnet50", "voc12")
+    assert list(table.columns) == ["variant", "rcm", "mam", "seed_miou", "best_threshold"]
+    assert list(table["variant"]) == ["baseline", "rcm", "mam", "full"]
+    assert list(table["rcm"]) == [False, True, False, True] and list(table["mam"]) == [False, False, True, True]
+    assert list(table["seed_miou"]) == [40.0, 41.5, 43.25, 44.0]
+
+
+def test_seeds_masks_puts_ours_above_peers_with_sources():
+    peers = load_peers()
+    sources = {name: f"this run: {name}.json" for name in SEEDS}
+    table = seeds_masks_table(SEEDS, {"full": {"miou": 61.0}}, sources, "resnet50", peers, "voc12")
+    assert list(table["method"][:4]) == ["ours: baseline", "ours: rcm", "ours: mam", "ours: full"]
+    assert table.loc[table["method"] == "ours: full", "mask_miou"].item() == 61.0
+    assert pd.isna(table.loc[table["method"] == "ours: rcm", "mask_miou"].item())
+    advcam = table[table["method"] == "AdvCAM"].iloc[0]
+    assert (advcam["seed_miou"], advcam["mask_miou"]) == (55.6, 69.9) and "CVPR 2021" in advcam["source"]
+    assert all(table["source"].str.len() > 0)
+
+
+def test_segmentation_lists_peers_with_val_or_test_only():
+    table = segmentation_table({}, {}, "resnet50", load_peers(), "voc12")
+    assert list(table["method"]) == ["AdvCAM"]
+    assert (table["val_miou"].item(), table["test_miou"].item()) == (68.1, 68.0)
+
+
+def test_every_peer_needs_a_source(tmp_path):
+    path = tmp_path / "peers.yaml"
+    path.write_text(yaml.safe_dump({"peers": [{"method": "X", "seed": 50.0}]}))
+    with pytest.raises(ValueError, match="needs a method and a source"):
+        load_peers(path)
+
+
+def test_markdown_latex_and_csv_carry_the_same_numbers(tmp_path):
+    table = ablation_table(SEEDS, "tiny", "synthetic")
+    markdown = to_markdown(table)
+    assert "| mam |  | ✓ | 43.25 | 0.30 |" in markdown
+    latex = to_latex(table)
+    assert "seed\\_miou" in latex and "mam &  & \\checkmark & 43.25 & 0.30 \\\\" in latex
+    paths = write_table(table, tmp_path / "tables" / "ablation")
+    assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
+    assert pd.read_csv(paths[0])["seed_miou"].tolist() == [40.0, 41.5, 43.25, 44.0]
+
+
+def test_provenance_hashes(tmp_path):
+    assert params_hash({"a": 1, "b": 2}) == params_hash({"b": 2, "a": 1}) != params_hash({"a": 1, "b": 3})
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"prepare_data": {"outs": [
+        {"path": "data/synthetic/VOC2012", "md5": "abc.dir"}, {"path": "results/synthetic/data", "md5": "x"}]}}}))
+    assert dataset_hash(lock, "data/synthetic/VOC2012/") == "abc.dir"
+    assert dataset_hash(lock, "data/other") is None
+    assert dataset_hash(tmp_path / "missing.lock", "data/synthetic/VOC2012") is None

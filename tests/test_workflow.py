@@ -1,0 +1,170 @@
+"""The Snakemake workflow on a copy of the repository with the tiny config: lint, DAG, a real run, reruns, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from workflow_repo import TINY_PARAMS, copy_repo, run
+
+pytestmark = pytest.mark.workflow
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+RULES = ["write_params", "prepare_data", "validate_data", "train_cam", "make_cams", "gather_cams", "eval_cams",
+         "make_report", "all"]
+VARIANTS = ["support", "baseline_same_budget", "rcm", "mam", "full"]
+
+
+def jobs_by_rule(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    counts = {}
+    for line in dry_run_output.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A repository copy on which `snakemake --cores 2` has run to the report."""
+    repo = copy_repo(tmp_path_factory.mktemp("workflow") / "repo")
+    run(SNAKEMAKE + ["--cores", "2"], repo)
+    return repo
+
+
+def test_lint_and_format_are_clean(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    lint = run(SNAKEMAKE + ["--lint"], repo)
+    assert "Congratulations, your workflow is in a good condition" in lint.stdout + lint.stderr
+    run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], repo)
+
+
+def test_dry_run_has_every_rule(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    counts = jobs_by_rule(run(SNAKEMAKE + ["-n", "--cores", "2"], repo).stdout)
+    assert set(counts) == set(RULES)
+    assert counts["train_cam"] == len(VARIANTS)
+    assert counts["make_cams"] == len(VARIANTS) * TINY_PARAMS["cam_infer"]["num_shards"]
+    assert counts["gather_cams"] == counts["eval_cams"] == len(VARIANTS)
+
+
+def test_run_produces_the_report_and_a_rerun_does_nothing(finished_run):
+    paper = finished_run / "results" / "synthetic" / "paper"
+    for name in ("seeds_masks", "segmentation", "ablation"):
+        for ext in ("csv", "md", "tex"):
+            assert (paper / "tables" / f"{name}.{ext}").stat().st_size > 0
+    for name in ("cam_gallery", "threshold_curves", "loss_curves"):
+        assert (paper / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+        with Image.open(paper / "figures" / f"{name}.png") as image:
+            assert image.width > 100 and image.height > 100
+    readme = (paper / "README.md").read_text()
+    assert "tables/ablation.csv" in readme and "figures/cam_gallery.png" in readme
+    assert re.search(r"git commit: `[0-9a-f]{40}", readme)
+    # Every log and benchmark mirrors its rule.
+    assert (finished_run / "logs" / "synthetic" / "train_cam" / "full.log").stat().st_size > 0
+    assert (finished_run / "benchmarks" / "synthetic" / "train_cam" / "full.tsv").is_file()
+
+    again = run(SNAKEMAKE + ["-n", "--cores", "2"], finished_run)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_report_tables_equal_the_metrics(finished_run):
+    results = finished_run / "results" / "synthetic"
+    ablation = pd.read_csv(results / "paper" / "tables" / "ablation.csv")
+    assert list(ablation.columns) == ["variant", "rcm", "mam", "seed_miou", "best_threshold"]
+    labels = {"support": "baseline", "baseline_same_budget": "baseline (same budget)"}
+    for variant in VARIANTS:
+        metrics = json.loads((results / "metrics" / f"seeds_train_{variant}.json").read_text())
+        row = ablation[ablation["variant"] == labels.get(variant, variant)].iloc[0]
+        assert row["seed_miou"] == pytest.approx(metrics["miou"])
+        assert row["best_threshold"] == pytest.approx(metrics["best_threshold"])
+        assert bool(row["rcm"]) == (variant in ("rcm", "full")) and bool(row["mam"]) == (variant in ("mam", "full"))
+    seeds = pd.read_csv(results / "paper" / "tables" / "seeds_masks.csv")
+    assert list(seeds.columns) == ["method", "backbone", "seed_miou", "mask_miou", "source"]
+    irn = seeds[seeds["method"] == "IRN"].iloc[0]
+    assert irn["seed_miou"] == 48.3 and irn["mask_miou"] == 66.5 and "CVPR 2019" in irn["source"]
+    full = json.loads((results / "metrics" / "seeds_train_full.json").read_text())
+    assert seeds[seeds["method"] == "ours: full"].iloc[0]["seed_miou"] == pytest.approx(full["miou"])
+    segmentation = pd.read_csv(results / "paper" / "tables" / "segmentation.csv")
+    assert list(segmentation.columns) == ["method", "backbone", "val_miou", "test_miou", "source"]
+
+
+def test_cam_infer_change_reruns_from_make_cams_not_training(finished_run):
+    params = yaml.safe_load((finished_run / "params.yaml").read_text())
+    params["cam_infer"]["flip"] = False
+    (finished_run / "params.yaml").write_text(yaml.safe_dump(params))
+    try:
+        counts = jobs_by_rule(run(SNAKEMAKE + ["-n", "--cores", "2"], finished_run).stdout)
+    finally:
+        params["cam_infer"]["flip"] = True
+        (finished_run / "params.yaml").write_text(yaml.safe_dump(params))
+    assert counts.get("train_cam", 0) == 0 and counts.get("prepare_data", 0) == 0
+    assert counts["make_cams"] == len(VARIANTS) * TINY_PARAMS["cam_infer"]["num_shards"]
+    assert counts["eval_cams"] == len(VARIANTS) and counts["make_report"] == 1
+
+
+def test_snakemake_report_renders_the_tables_and_figures(finished_run):
+    run(SNAKEMAKE + ["--cores", "1", "--report", "report.html"], finished_run)
+    html = (finished_run / "report.html").read_text(errors="replace")
+    assert "ablation.csv" in html and "cam_gallery.png" in html
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _params_with(**changes) -> dict:
+    params = json.loads(json.dumps(TINY_PARAMS))
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        node = params
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[key] = value
+    return params
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"data__dataset": "voc07"}, "data.dataset: Input should be 'synthetic' or 'voc12'"),
+    ({"cam_train__lrr": 0.1}, "unknown key 'cam_train.lrr'"),
+])
+def test_bad_config_stops_before_any_job(tmp_path, changes, message):
+    repo = copy_repo(tmp_path / "repo", _params_with(**changes))
+    result = run(SNAKEMAKE + ["-n", "--cores", "1"], repo, check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (repo / "results").exists()
+
+
+def test_missing_data_root_fails_in_prepare_data_naming_root_and_source(tmp_path):
+    missing = tmp_path / "nowhere" / "VOCtrainval_11-May-2012.tar"
+    params = _params_with(data__dataset="voc12", data__root="data/voc12/VOC2012",
+                          data__voc12={"voc_url": missing.as_uri(), "archive_dir": str(tmp_path / "archives")})
+    repo = copy_repo(tmp_path / "repo", params)
+    result = run(SNAKEMAKE + ["--cores", "1", "dataset"], repo, check=False)
+    assert result.returncode != 0
+    log = (repo / "logs" / "voc12" / "prepare_data.log").read_text()
+    assert missing.as_uri() in log and "cannot download" in log
+    assert not (repo / "data" / "voc12" / "VOC2012").exists()
+    assert not (repo / "results" / "voc12" / "data" / "prepared.json").exists()
+
+
+def test_corrupt_dataset_fails_in_validate_data_and_nothing_downstream_runs(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    run(SNAKEMAKE + ["--cores", "2", "results/synthetic/data/prepared.json"], repo)
+    root = repo / "data" / "synthetic" / "VOC2012"
+    victim = (root / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split()[3]
+    (root / "JPEGImages" / f"{victim}.jpg").write_bytes(b"not a jpeg")
+    result = run(SNAKEMAKE + ["--cores", "2"], repo, check=False)
+    assert result.returncode != 0
+    log = (repo / "logs" / "synthetic" / "validate_data" / "train_aug.log").read_text()
+    assert f"{victim}.jpg" in log
+    assert not list((repo / "results" / "synthetic").glob("*/model.pt"))
+    assert not (repo / "results" / "synthetic" / "data" / "validate_train_aug.json").exists()

@@ -1,0 +1,72 @@
+"""The files around the workflow stay in step with the package: conda env, config schema, DVC stages."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from pixsup.config import json_schema, load_params
+from workflow_repo import REPO, copy_repo, run
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_conda_env_parses_and_agrees_with_pyproject_and_ci():
+    env = yaml.safe_load((REPO / "envs" / "pixsup.yaml").read_text())
+    pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+    env_pins = {_name(r): r for r in pip if not r.startswith("-e")}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    required = {_name(r) for r in project["dependencies"]}
+    assert required <= set(env_pins), f"missing from envs/pixsup.yaml: {required - set(env_pins)}"
+    assert "python=3.11" in env["dependencies"]
+    assert any(item == "-e ../" for item in pip), "the env must install this package"
+    ci = {_name(line): line.strip() for line in (REPO / ".ci" / "constraints.txt").read_text().splitlines()
+          if line.strip() and not line.startswith("#")}
+    for name in ("torch", "torchvision"):
+        assert env_pins[name] == ci[name], f"{name}: env has {env_pins[name]}, CI installs {ci[name]}"
+
+
+def test_config_schema_is_generated_from_the_package():
+    committed = json.loads((REPO / "workflow" / "schemas" / "config.schema.json").read_text())
+    assert committed == json_schema(), "run: python -m pixsup.config --schema > workflow/schemas/config.schema.json"
+
+
+def test_params_yaml_is_valid():
+    load_params(REPO / "params.yaml")
+
+
+def _dvc_paths(entries, params) -> list[str]:
+    paths = []
+    for entry in entries or []:
+        path = next(iter(entry)) if isinstance(entry, dict) else entry
+        paths.append(path.replace("${data.dataset}", params.data.dataset).replace("${data.root}", params.data.root))
+    return paths
+
+
+def test_dvc_stages_are_snakemake_targets_over_the_files_the_workflow_declares(tmp_path):
+    repo = copy_repo(tmp_path / "repo", params={})
+    params = load_params(repo / "params.yaml")
+    summary = run([sys.executable, "-m", "snakemake", "--cores", "1", "--summary"], repo).stdout
+    rows = [line.split("\t") for line in summary.splitlines()[1:] if "\t" in line]
+    rule_of = {row[0]: row[2] for row in rows}
+    targets = set(run([sys.executable, "-m", "snakemake", "--list-target-rules"], repo).stdout.split())
+
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        target = stage["cmd"].split()[-1]
+        assert stage["cmd"].startswith("snakemake --cores all") and target in targets, name
+        for path in _dvc_paths(stage.get("outs"), params) + _dvc_paths(stage.get("metrics"), params):
+            assert path in rule_of or any(f.startswith(path.rstrip("/") + "/") for f in rule_of) or \
+                path == params.data.root, f"{name}: {path} is not an output of the workflow"
+    declared = {path for stage in stages.values()
+                for path in _dvc_paths(stage.get("outs"), params) + _dvc_paths(stage.get("metrics"), params)}
+    for path, rule in rule_of.items():
+        if rule in ("train_cam", "eval_cams"):
+            assert path in declared, f"{path} ({rule}) is missing from dvc.yaml"

@@ -1,0 +1,112 @@
+# CAMs: SupportNet, the MainNet variants trained against it, multi-scale CAMs
+# (sharded, one GPU each), seed evaluation.
+#
+# GPU rules run through `python -m pixsup.gpu_slot`, which gives each running
+# job a device of its own on a local multi-GPU box (Snakemake only counts the
+# gpu resource) and leaves a scheduler's CUDA_VISIBLE_DEVICES alone.
+
+
+rule train_cam:
+    """SupportNet (variant support) or a MainNet variant against it; resumes from <model>.resume.pt."""
+    input:
+        unpack(train_cam_inputs),
+    output:
+        model="results/{dataset}/{variant}/model.pt",
+        losses="results/{dataset}/{variant}/losses.csv",
+    log:
+        "logs/{dataset}/train_cam/{variant}.log",
+    benchmark:
+        "benchmarks/{dataset}/train_cam/{variant}.tsv"
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=720,
+        gpu=1,
+    params:
+        root=DATA_ROOT,
+        loss_variant=lambda wildcards: LOSS_VARIANT[wildcards.variant],
+        support=lambda wildcards, input: (
+            f"--support {input.support}" if "support" in input.keys() else ""
+        ),
+    shell:
+        "python -m pixsup.gpu_slot -- python -m pixsup.steps.train_cam --params {input.params}"
+        " --root {params.root} --split train_aug --variant {params.loss_variant} {params.support}"
+        " --out {output.model} --losses {output.losses} --log {log} --quiet"
+
+
+rule make_cams:
+    """CAMs of one shard of a split: every NUM_SHARDS-th image, multi-scale + flip."""
+    input:
+        params=params_file("make_cams"),
+        model="results/{dataset}/{variant}/model.pt",
+        validated="results/{dataset}/data/validate_{split}.json",
+    output:
+        manifest="results/{dataset}/{variant}/cams/{split}/index.shard-{shard}-of-{num_shards}.json",
+    log:
+        "logs/{dataset}/make_cams/{variant}/{split}/{shard}-of-{num_shards}.log",
+    benchmark:
+        "benchmarks/{dataset}/make_cams/{variant}/{split}/{shard}-of-{num_shards}.tsv"
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    params:
+        root=DATA_ROOT,
+        out=subpath(output.manifest, parent=True),
+    shell:
+        "python -m pixsup.gpu_slot -- python -m pixsup.steps.make_cams --params {input.params}"
+        " --root {params.root} --split {wildcards.split} --model {input.model} --out {params.out}"
+        " --shard {wildcards.shard}/{wildcards.num_shards} --log {log} --quiet"
+
+
+rule gather_cams:
+    """Check that every shard finished and merge their manifests into index.json."""
+    input:
+        shards=expand(
+            "results/{{dataset}}/{{variant}}/cams/{{split}}/index.shard-{shard}-of-{num_shards}.json",
+            shard=range(NUM_SHARDS),
+            num_shards=NUM_SHARDS,
+        ),
+    output:
+        index="results/{dataset}/{variant}/cams/{split}/index.json",
+    log:
+        "logs/{dataset}/gather_cams/{variant}/{split}.log",
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        out=subpath(output.index, parent=True),
+        num_shards=NUM_SHARDS,
+    shell:
+        "python -m pixsup.steps.make_cams --out {params.out} --gather {params.num_shards} --log {log} --quiet"
+
+
+rule eval_cams:
+    """Seed mIoU of a variant's CAMs on a split, sweeping the background threshold."""
+    input:
+        params=params_file("eval_cams"),
+        index="results/{dataset}/{variant}/cams/{split}/index.json",
+    output:
+        metrics="results/{dataset}/metrics/seeds_{split}_{variant}.json",
+    log:
+        "logs/{dataset}/eval_cams/{split}_{variant}.log",
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        root=DATA_ROOT,
+        cams=subpath(input.index, parent=True),
+    shell:
+        "python -m pixsup.steps.eval_cams --params {input.params} --cams {params.cams} --root {params.root}"
+        " --split {wildcards.split} --out {output.metrics} --log {log} --quiet"

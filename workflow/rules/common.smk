@@ -1,0 +1,114 @@
+# Config validation and the helpers every rule file shares.
+#
+# The config is validated by the package's own schema (pixsup.config), the same
+# validator the steps and the tests use: an unknown key or a bad value stops the
+# workflow here, before any job runs.
+
+from pixsup.config import ConfigError, parse_params, section_dict
+from snakemake.exceptions import WorkflowError
+
+try:
+    PARAMS = parse_params(config, "params.yaml (with --config/--configfile overrides)")
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+DATASET = PARAMS.data.dataset
+DATA_ROOT = PARAMS.data.root
+NUM_SHARDS = PARAMS.cam_infer.num_shards
+
+# train_cam variants: results folder name -> losses switched on (pixsup.train.VARIANTS).
+# "support" is the SupportNet (the ablation's baseline row); the others train against it.
+LOSS_VARIANT = {
+    "support": "baseline",
+    "baseline_same_budget": "baseline",
+    "rcm": "rcm",
+    "mam": "mam",
+    "full": "full",
+}
+VARIANTS = list(LOSS_VARIANT)
+# Seeds are evaluated on train (1,464 images on VOC), as every WSSS paper reports them.
+SEED_SPLIT = "train"
+# The gallery compares these CAMs (title -> variant).
+GALLERY = {"baseline": "support", "full": "full"}
+
+# Which params sections each step reads: a change elsewhere does not rerun it.
+STEP_SECTIONS = {
+    "prepare_data": ("data",),
+    "train_cam": ("data", "cam_train"),
+    "make_cams": ("data", "cam_infer"),
+    "eval_cams": ("cam_eval",),
+    "make_report": tuple(PARAMS.model_fields),
+}
+
+
+wildcard_constraints:
+    dataset=DATASET,
+    variant="|".join(VARIANTS),
+    split="train|train_aug|val",
+    step="|".join(STEP_SECTIONS),
+    shard=r"\d+",
+
+
+def params_file(step):
+    """The resolved params file a step reads (written by write_params)."""
+    return f"results/{{dataset}}/params/{step}.yaml"
+
+
+def results(path):
+    """A path under results/<dataset>/ with the dataset filled in."""
+    return f"results/{DATASET}/{path}"
+
+
+def dataset_files():
+    return [results("data/prepared.json")] + [
+        results(f"data/validate_{split}.json") for split in ("train_aug", SEED_SPLIT)
+    ]
+
+
+def cam_model_files():
+    return [results(f"{variant}/model.pt") for variant in VARIANTS]
+
+
+def cam_index_files():
+    return [results(f"{variant}/cams/{SEED_SPLIT}/index.json") for variant in VARIANTS]
+
+
+def seed_metric_files():
+    return [
+        results(f"metrics/seeds_{SEED_SPLIT}_{variant}.json") for variant in VARIANTS
+    ]
+
+
+PAPER_TABLES = ["seeds_masks", "segmentation", "ablation"]
+PAPER_FIGURES = ["cam_gallery", "threshold_curves", "loss_curves"]
+
+
+def paper_files():
+    return (
+        [
+            results(f"paper/tables/{table}.{ext}")
+            for table in PAPER_TABLES
+            for ext in ("csv", "md", "tex")
+        ]
+        + [
+            results(f"paper/figures/{figure}.{ext}")
+            for figure in PAPER_FIGURES
+            for ext in ("png", "pdf")
+        ]
+        + [results("paper/README.md")]
+    )
+
+
+def name_path_pairs(paths):
+    """NAME=PATH arguments of make_report from a {name: path} mapping."""
+    return " ".join(f"{name}={path}" for name, path in paths.items())
+
+
+def train_cam_inputs(wildcards):
+    inputs = {
+        "params": params_file("train_cam").format(dataset=wildcards.dataset),
+        "validated": f"results/{wildcards.dataset}/data/validate_train_aug.json",
+    }
+    if wildcards.variant != "support":
+        inputs["support"] = f"results/{wildcards.dataset}/support/model.pt"
+    return inputs

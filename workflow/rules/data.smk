@@ -1,0 +1,65 @@
+# Data: the resolved params files, the dataset of params.yaml (generated or
+# downloaded), and its validation.
+
+
+rule write_params:
+    """The params sections one step reads, as a file; rewritten only when a value changes."""
+    output:
+        "results/{dataset}/params/{step}.yaml",
+    log:
+        "logs/{dataset}/write_params/{step}.log",
+    localrule: True
+    params:
+        values=lambda wildcards: section_dict(PARAMS, *STEP_SECTIONS[wildcards.step]),
+    run:
+        from pixsup.io import write_text
+        import yaml
+
+        write_text(output[0], yaml.safe_dump(params.values, sort_keys=False))
+        write_text(log[0], f"wrote {output[0]}\n")
+
+
+rule prepare_data:
+    """Synthetic: generate the dataset. voc12: download VOC 2012 + SBD where data.root lacks them."""
+    input:
+        params=params_file("prepare_data"),
+    output:
+        manifest="results/{dataset}/data/prepared.json",
+    log:
+        "logs/{dataset}/prepare_data.log",
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=180,
+    params:
+        root=DATA_ROOT,
+    shell:
+        "python -m pixsup.steps.prepare_data --params {input.params} --root {params.root}"
+        " --out {output.manifest} --log {log} --quiet"
+
+
+rule validate_data:
+    """Check every image, mask and label of a split; any problem stops the workflow here."""
+    input:
+        prepared="results/{dataset}/data/prepared.json",
+    output:
+        report="results/{dataset}/data/validate_{split}.json",
+    log:
+        "logs/{dataset}/validate_data/{split}.log",
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        root=DATA_ROOT,
+        # train_aug is only read for image-level labels; evaluated splits need masks.
+        require_mask=lambda wildcards: (
+            "" if wildcards.split == "train_aug" else "--require-mask"
+        ),
+    shell:
+        "python -m pixsup.steps.validate_data --root {params.root} --split {wildcards.split}"
+        " {params.require_mask} --report {output.report} > {log} 2>&1"

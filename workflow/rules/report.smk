@@ -1,0 +1,62 @@
+# Report: the paper's tables and figures, from the metrics JSON files only.
+
+
+rule make_report:
+    """Tables (seeds/masks, segmentation, ablation), figures and a README with provenance."""
+    input:
+        params=params_file("make_report"),
+        seeds=expand(
+            "results/{{dataset}}/metrics/seeds_{split}_{variant}.json",
+            split=SEED_SPLIT,
+            variant=VARIANTS,
+        ),
+        losses=expand("results/{{dataset}}/{variant}/losses.csv", variant=VARIANTS),
+        cams=expand(
+            "results/{{dataset}}/{variant}/cams/{split}/index.json",
+            split=SEED_SPLIT,
+            variant=GALLERY.values(),
+        ),
+    output:
+        tables=report(
+            expand(
+                "results/{{dataset}}/paper/tables/{table}.{ext}",
+                table=PAPER_TABLES,
+                ext=("csv", "md", "tex"),
+            ),
+            category="Tables",
+        ),
+        figures=report(
+            expand(
+                "results/{{dataset}}/paper/figures/{figure}.{ext}",
+                figure=PAPER_FIGURES,
+                ext=("png", "pdf"),
+            ),
+            category="Figures",
+        ),
+        readme="results/{dataset}/paper/README.md",
+    log:
+        "logs/{dataset}/make_report.log",
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        root=DATA_ROOT,
+        split=SEED_SPLIT,
+        out=subpath(output.readme, parent=True),
+        seeds=lambda wildcards, input: name_path_pairs(dict(zip(VARIANTS, input.seeds))),
+        losses=lambda wildcards, input: name_path_pairs(
+            dict(zip(VARIANTS, input.losses))
+        ),
+        cams=lambda wildcards, input: name_path_pairs(
+            {
+                title: subpath(path, parent=True)
+                for title, path in zip(GALLERY, input.cams)
+            }
+        ),
+    shell:
+        "python -m pixsup.steps.make_report --params {input.params} --root {params.root} --split {params.split}"
+        " --seeds {params.seeds} --losses {params.losses} --cams {params.cams} --out {params.out}"
+        " --log {log} --quiet"
