@@ -2,79 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import tarfile
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from pixsup.config import Voc12DownloadConfig
 from pixsup.data.download import archive_name, extract, fetch, prepare_voc12
 from pixsup.data.validate import validate_split
 from pixsup.data.voc import DataError, VocIndex, read_split
-from pixsup.data.voc_format import voc_palette
-
-TRAIN, VAL, EXTRA = ["2007_000032", "2007_000039"], ["2007_000033"], ["2008_000002", "2008_000003"]
-
-
-def _png(mask: np.ndarray) -> bytes:
-    image = Image.fromarray(mask, mode="P")
-    image.putpalette(voc_palette())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _jpeg(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 255, (40, 48, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def _mask(class_id: int) -> np.ndarray:
-    mask = np.zeros((40, 48), np.uint8)
-    mask[10:30, 12:36] = class_id
-    return mask
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def build_mirror(folder: Path) -> dict[str, Path]:
-    """A miniature of the two real archives, laid out as the real ones are."""
-    folder.mkdir(parents=True, exist_ok=True)
-    voc = folder / "VOCtrainval_11-May-2012.tar"
-    base = "VOCdevkit/VOC2012"
-    with tarfile.open(voc, "w") as tar:
-        for i, image_id in enumerate(TRAIN + VAL + EXTRA):
-            _add(tar, f"{base}/JPEGImages/{image_id}.jpg", _jpeg(i))
-        for image_id in TRAIN + VAL:
-            _add(tar, f"{base}/SegmentationClass/{image_id}.png", _png(_mask(7)))
-        _add(tar, f"{base}/ImageSets/Segmentation/train.txt", "".join(f"{i}\n" for i in TRAIN).encode())
-        _add(tar, f"{base}/ImageSets/Segmentation/val.txt", "".join(f"{i}\n" for i in VAL).encode())
-    aug = folder / "SegmentationClassAug.zip"
-    with zipfile.ZipFile(aug, "w") as zipped:
-        for image_id in TRAIN + VAL + EXTRA:
-            zipped.writestr(f"SegmentationClassAug/{image_id}.png", _png(_mask(12)))
-        zipped.writestr("__MACOSX/SegmentationClassAug/._2007_000032.png", b"junk")
-    return {"voc": voc, "aug": aug}
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+from voc_mirror import EXTRA, TRAIN, add_member, build_mirror, md5
 
 
 def _config(mirror: dict[str, Path], archive_dir: Path, **overrides) -> Voc12DownloadConfig:
-    values = {"voc_url": mirror["voc"].as_uri(), "voc_md5": _md5(mirror["voc"]),
-              "aug_url": mirror["aug"].as_uri(), "aug_md5": _md5(mirror["aug"]),
+    values = {"voc_url": mirror["voc"].as_uri(), "voc_md5": md5(mirror["voc"]),
+              "aug_url": mirror["aug"].as_uri(), "aug_md5": md5(mirror["aug"]),
               "archive_dir": str(archive_dir)}
     return Voc12DownloadConfig(**{**values, **overrides})
 
@@ -84,7 +26,7 @@ def test_prepare_voc12_from_a_file_mirror(tmp_path):
     root = tmp_path / "data" / "VOC2012"
     result = prepare_voc12(root, _config(mirror, tmp_path / "archives"), progress=False)
     assert result["downloaded"] == ["SegmentationClassAug.zip", "VOCtrainval_11-May-2012.tar"]
-    assert result["archives"]["VOCtrainval_11-May-2012.tar"]["md5"] == _md5(mirror["voc"])
+    assert result["archives"]["VOCtrainval_11-May-2012.tar"]["md5"] == md5(mirror["voc"])
     # train_aug = every SBD id except val.
     assert read_split(root, "train_aug") == sorted(TRAIN + EXTRA)
     assert validate_split(VocIndex(root), "train_aug", require_mask=True, progress=False) == []
@@ -124,7 +66,7 @@ def test_corrupt_and_hostile_archives_are_refused(tmp_path):
         extract(broken, tmp_path / "out")
     hostile = tmp_path / "hostile.tar"
     with tarfile.open(hostile, "w") as tar:
-        _add(tar, "../escape.txt", b"x")
+        add_member(tar, "../escape.txt", b"x")
     with pytest.raises(DataError, match="outside the target folder"):
         extract(hostile, tmp_path / "out")
     assert not (tmp_path / "escape.txt").exists()

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from voc_mirror import EXTRA, TRAIN, build_mirror, md5
 from workflow_repo import TINY_PARAMS, copy_repo, run
 
 pytestmark = pytest.mark.workflow
@@ -141,6 +142,21 @@ def test_bad_config_stops_before_any_job(tmp_path, changes, message):
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
     assert not (repo / "results").exists()
+
+
+def test_voc12_is_fetched_from_a_mirror_and_validated(tmp_path):
+    mirror = build_mirror(tmp_path / "mirror")
+    params = _params_with(data__dataset="voc12", data__root="data/voc12/VOC2012",
+                          data__voc12={"voc_url": mirror["voc"].as_uri(), "voc_md5": md5(mirror["voc"]),
+                                       "aug_url": mirror["aug"].as_uri(), "aug_md5": None,
+                                       "archive_dir": str(tmp_path / "archives")})
+    repo = copy_repo(tmp_path / "repo", params)
+    run(SNAKEMAKE + ["--cores", "1", "dataset"], repo)
+    manifest = json.loads((repo / "results" / "voc12" / "data" / "prepared.json").read_text())
+    assert manifest["splits"]["train_aug"] == len(TRAIN + EXTRA)
+    assert manifest["archives"]["SegmentationClassAug.zip"]["md5"] == md5(mirror["aug"])
+    report = json.loads((repo / "results" / "voc12" / "data" / "validate_train.json").read_text())
+    assert report["problems"] == [] and report["ids"] == len(TRAIN)
 
 
 def test_missing_data_root_fails_in_prepare_data_naming_root_and_source(tmp_path):

@@ -31,8 +31,9 @@ rule train_cam:
             f"--support {input.support}" if "support" in input.keys() else ""
         ),
     shell:
-        "python -m pixsup.gpu_slot -- python -m pixsup.steps.train_cam --params {input.params}"
-        " --root {params.root} --split train_aug --variant {params.loss_variant} {params.support}"
+        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        " python -m pixsup.steps.train_cam --params {input.params} --root {params.root}"
+        " --split train_aug --variant {params.loss_variant} {params.support}"
         " --out {output.model} --losses {output.losses} --log {log} --quiet"
 
 
@@ -59,8 +60,9 @@ rule make_cams:
         root=DATA_ROOT,
         out=subpath(output.manifest, parent=True),
     shell:
-        "python -m pixsup.gpu_slot -- python -m pixsup.steps.make_cams --params {input.params}"
-        " --root {params.root} --split {wildcards.split} --model {input.model} --out {params.out}"
+        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        " python -m pixsup.steps.make_cams --params {input.params} --root {params.root}"
+        " --split {wildcards.split} --model {input.model} --out {params.out}"
         " --shard {wildcards.shard}/{wildcards.num_shards} --log {log} --quiet"
 
 
