@@ -14,6 +14,8 @@ configfile: "params.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/cam.smk"
+include: "workflow/rules/pseudo_labels.smk"
+include: "workflow/rules/seg.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -46,3 +48,16 @@ rule cam_seeds:
 rule seed_metrics:
     input:
         seed_metric_files(),
+
+
+# Pseudo-mask mIoU on train, every variant and method.
+rule mask_metrics:
+    input:
+        mask_metric_files().values(),
+
+
+# Segmentation val mIoU and the test submission.
+rule segmentation:
+    input:
+        seg_metric_files().values(),
+        submission_files(),

@@ -12,7 +12,8 @@ import torchvision
 from torch import nn
 
 from pixsup.checkpoints import FORMAT, CheckpointError, load_cam_net, save_cam_net
-from pixsup.models import CamNet, available_backbones, create_model, register_backbone
+from pixsup.models import CamNet, available_backbones, create_backbone, create_model, register_backbone
+from pixsup.models.segnet import SegNet
 from pixsup.models.resnet50 import RESNET50_FILE
 from pixsup.models.weights import WeightsNotFoundError
 
@@ -21,7 +22,7 @@ torch.set_num_threads(1)
 # Per backbone: an input whose sides are not multiples of the output stride (resnet38 is
 # heavy, so it gets batch 1 and a small image).
 INPUT_SHAPE = {"tiny": (2, 3, 36, 44), "resnet50": (2, 3, 36, 44), "resnet38": (1, 3, 25, 32)}
-OUTPUT_STRIDE = {"tiny": 8, "resnet50": 16, "resnet38": 8}
+OUTPUT_STRIDE = {"tiny": 8, "resnet50": 16, "resnet38": 8, "resnet101": 8}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_forward_backward_shapes(name: str, model_of: Callable[[str], CamNet]) -
     assert "proj" not in model(torch.randn(*shape), with_proj=False)
 
 
-@pytest.mark.parametrize("name", ["tiny", "resnet50", "resnet38"])
+@pytest.mark.parametrize("name", sorted(OUTPUT_STRIDE))
 def test_output_stride(name: str, model_of: Callable[[str], CamNet]) -> None:
     assert model_of(name).output_stride == OUTPUT_STRIDE[name]
 
@@ -110,9 +111,9 @@ def test_resnet38_width_stride_and_frozen_parts(model_of: Callable[[str], CamNet
 
 def test_unknown_backbone_lists_registered_ones() -> None:
     with pytest.raises(ValueError) as info:
-        create_model("resnet101", pretrained="none")
+        create_model("resnet152", pretrained="none")
     message = str(info.value)
-    assert "resnet101" in message
+    assert "resnet152" in message
     for name in available_backbones():
         assert name in message
 
@@ -282,3 +283,25 @@ def test_checkpoint_weights_that_do_not_fit(tmp_path: Path) -> None:
     torch.save(state, path)
     with pytest.raises(CheckpointError, match="do not fit"):
         load_cam_net(path)
+
+
+@pytest.mark.parametrize("name", available_backbones())
+def test_stages_feed_the_boundary_branch(name: str) -> None:
+    backbone = create_backbone(name, pretrained="none").eval()
+    with torch.no_grad():
+        x = torch.randn(1, 3, 64, 64)
+        stages = backbone.forward_stages(x)
+        final = backbone(x)
+    assert [s.shape[1] for s in stages] == list(backbone.stage_channels)
+    torch.testing.assert_close(stages[-1], final)
+
+
+def test_deeplab_v2_head_on_resnet101_keeps_the_input_size() -> None:
+    backbone = create_backbone("resnet101", pretrained="none")
+    assert backbone.output_stride == 8
+    model = SegNet(backbone, rates=(6, 12, 18, 24)).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, 40, 56))
+    assert logits.shape == (1, 21, 40, 56)
+    backbone_params, head_params = model.param_groups()
+    assert len(head_params) == 8 and backbone_params

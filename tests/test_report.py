@@ -30,19 +30,27 @@ def test_ablation_has_the_rows_present_in_order_with_module_flags():
 def test_seeds_masks_puts_ours_above_peers_with_sources():
     peers = load_peers()
     sources = {name: f"this run: {name}.json" for name in SEEDS}
-    table = seeds_masks_table(SEEDS, {"full": {"miou": 61.0}}, sources, "resnet50", peers, "voc12")
-    assert list(table["method"][:4]) == ["ours: baseline", "ours: rcm", "ours: mam", "ours: full"]
-    assert table.loc[table["method"] == "ours: full", "mask_miou"].item() == 61.0
+    sources.update({"full:irn": "this run: irn.json", "full:crf": "this run: crf.json"})
+    masks = {"full:irn": {"miou": 61.0}, "full:crf": {"miou": 58.5}}
+    table = seeds_masks_table(SEEDS, masks, sources, "resnet50", peers, "voc12", mask_method="irn")
+    assert list(table["method"][:5]) == ["ours: baseline", "ours: rcm", "ours: mam", "ours: full + irn masks",
+                                         "ours: full + crf masks"]
+    full_rows = table[table["method"].str.startswith("ours: full")]
+    assert list(full_rows["mask_miou"]) == [61.0, 58.5] and list(full_rows["seed_miou"]) == [44.0, 44.0]
     assert pd.isna(table.loc[table["method"] == "ours: rcm", "mask_miou"].item())
     advcam = table[table["method"] == "AdvCAM"].iloc[0]
     assert (advcam["seed_miou"], advcam["mask_miou"]) == (55.6, 69.9) and "CVPR 2021" in advcam["source"]
     assert all(table["source"].str.len() > 0)
 
 
-def test_segmentation_lists_peers_with_val_or_test_only():
-    table = segmentation_table({}, {}, "resnet50", load_peers(), "voc12")
-    assert list(table["method"]) == ["AdvCAM"]
-    assert (table["val_miou"].item(), table["test_miou"].item()) == (68.1, 68.0)
+def test_segmentation_lists_ours_per_mode_then_peers_with_val_or_test():
+    seg = {"ss": {"miou": 60.5}, "ms": {"miou": 62.25}}
+    sources = {"ss": "this run: ss.json", "ms": "this run: ms.json"}
+    table = segmentation_table(seg, sources, "resnet101", load_peers(), "voc12", "full + irn masks")
+    assert list(table["method"]) == ["ours: full + irn masks, single scale",
+                                     "ours: full + irn masks, multi-scale + flip", "AdvCAM"]
+    assert list(table["val_miou"]) == [60.5, 62.25, 68.1]
+    assert pd.isna(table["test_miou"][0]) and table["test_miou"][2] == 68.0
 
 
 def test_every_peer_needs_a_source(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 from conftest import write_params
 from pixsup.steps import eval_cams, make_cams, prepare_data, train_cam, validate_data
 
-STEPS = ["prepare_data", "validate_data", "train_cam", "make_cams", "eval_cams"]
+STEPS = ["prepare_data", "validate_data", "train_cam", "make_cams", "eval_cams", "make_ir_labels", "train_irn",
+         "make_pseudo_masks", "eval_masks", "train_seg", "make_seg_preds", "make_report"]
 
 
 @pytest.mark.parametrize("step", STEPS)

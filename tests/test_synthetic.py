@@ -27,8 +27,8 @@ from pixsup.data.voc_format import (
 )
 from pixsup.steps import prepare_data
 
-SMALL = {"num_train": 8, "num_aug_extra": 6, "num_val": 6}
-SPLITS = ("train", "train_aug", "val")
+SMALL = {"num_train": 8, "num_aug_extra": 6, "num_val": 6, "num_test": 3}
+SPLITS = ("train", "train_aug", "val", "test")
 
 
 @pytest.fixture(scope="module")
@@ -66,21 +66,23 @@ def _xml_objects(root: Path, image_id: str) -> tuple[tuple[int, int], list[tuple
 
 def test_split_lists(dataset: tuple[Path, dict]) -> None:
     root, summary = dataset
-    train, train_aug, val = (_split(root, name) for name in SPLITS)
-    assert (len(train), len(train_aug), len(val)) == (8, 14, 6)
-    assert summary["counts"] == {"train": 8, "train_aug": 14, "val": 6}
+    train, train_aug, val, test = (_split(root, name) for name in SPLITS)
+    assert (len(train), len(train_aug), len(val), len(test)) == (8, 14, 6, 3)
+    assert summary["counts"] == {"train": 8, "train_aug": 14, "val": 6, "test": 3}
     assert train == train_aug[:8] and len(set(train_aug)) == len(train_aug) and len(set(val)) == len(val)
-    assert not set(val) & set(train_aug)
+    assert not set(val) & set(train_aug) and not set(test) & (set(train_aug) | set(val))
     assert all(re.fullmatch(r"2100_\d{6}", i) for i in train_aug)
     assert all(re.fullmatch(r"2101_\d{6}", i) for i in val)
+    assert all(re.fullmatch(r"2102_\d{6}", i) for i in test)
 
 
 def test_layout_complete_and_voc_readable(dataset: tuple[Path, dict], cfg: SyntheticConfig) -> None:
     root, _ = dataset
-    train, train_aug, val = (_split(root, name) for name in SPLITS)
+    train, train_aug, val, test = (_split(root, name) for name in SPLITS)
     every = train_aug + val
     segmented = train + val
-    assert {p.stem for p in (root / JPEG_DIR).iterdir()} == set(every)
+    # test: images only, as the VOC server publishes them.
+    assert {p.stem for p in (root / JPEG_DIR).iterdir()} == set(every) | set(test)
     assert {p.stem for p in (root / ANNOTATION_DIR).iterdir()} == set(every)
     assert {p.stem for p in (root / MASK_AUG_DIR).iterdir()} == set(every)
     assert {p.stem for p in (root / MASK_DIR).iterdir()} == set(segmented)
@@ -196,7 +198,7 @@ def test_crashed_run_leaves_no_split_lists(
 
 def test_badge_is_a_small_part_of_each_object(dataset: tuple[Path, dict]) -> None:
     _, summary = dataset
-    for name in SPLITS:
+    for name in ("train", "train_aug", "val"):
         stats = summary["statistics"][name]
         assert 0.02 < stats["badge_fraction_of_object_pixels"] < 0.15
         assert stats["images"] == summary["counts"][name]

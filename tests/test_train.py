@@ -9,7 +9,8 @@ import torch
 
 from pixsup.checkpoints import CheckpointError, load_cam_net
 from pixsup.config import parse_params
-from pixsup.train import resume_path, train_cam
+from pixsup.train import train_cam
+from pixsup.training import resume_path
 
 
 def _weights(path):

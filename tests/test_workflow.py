@@ -19,7 +19,8 @@ pytestmark = pytest.mark.workflow
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 RULES = ["write_params", "prepare_data", "validate_data", "train_cam", "make_cams", "gather_cams", "eval_cams",
-         "make_report", "all"]
+         "make_ir_labels", "train_irn", "make_pseudo_masks", "eval_masks", "train_seg", "make_seg_preds", "eval_seg",
+         "make_test_submission", "make_report", "all"]
 VARIANTS = ["support", "baseline_same_budget", "rcm", "mam", "full"]
 
 
@@ -53,8 +54,11 @@ def test_dry_run_has_every_rule(tmp_path):
     counts = jobs_by_rule(run(SNAKEMAKE + ["-n", "--cores", "2"], repo).stdout)
     assert set(counts) == set(RULES)
     assert counts["train_cam"] == len(VARIANTS)
-    assert counts["make_cams"] == len(VARIANTS) * TINY_PARAMS["cam_infer"]["num_shards"]
-    assert counts["gather_cams"] == counts["eval_cams"] == len(VARIANTS)
+    # train for every variant, train_aug for the pseudo-label variant (full).
+    assert counts["make_cams"] == (len(VARIANTS) + 1) * TINY_PARAMS["cam_infer"]["num_shards"]
+    assert counts["gather_cams"] == len(VARIANTS) + 1 and counts["eval_cams"] == len(VARIANTS)
+    assert counts["make_pseudo_masks"] == counts["eval_masks"] == 3  # irn, crf, cam
+    assert counts["make_seg_preds"] == counts["eval_seg"] == 2  # single and multi-scale
 
 
 def test_run_produces_the_report_and_a_rerun_does_nothing(finished_run):
@@ -108,8 +112,9 @@ def test_cam_infer_change_reruns_from_make_cams_not_training(finished_run):
         params["cam_infer"]["flip"] = True
         (finished_run / "params.yaml").write_text(yaml.safe_dump(params))
     assert counts.get("train_cam", 0) == 0 and counts.get("prepare_data", 0) == 0
-    assert counts["make_cams"] == len(VARIANTS) * TINY_PARAMS["cam_infer"]["num_shards"]
+    assert counts["make_cams"] == (len(VARIANTS) + 1) * TINY_PARAMS["cam_infer"]["num_shards"]
     assert counts["eval_cams"] == len(VARIANTS) and counts["make_report"] == 1
+    assert counts["train_irn"] == 1 and counts["train_seg"] == 1  # the CAMs they read changed
 
 
 def test_snakemake_report_renders_the_tables_and_figures(finished_run):

@@ -16,9 +16,12 @@ from conftest import SMALL_RAW
 REPO = Path(__file__).resolve().parents[1]
 
 # The tiny workflow config: the test-size data and training of SMALL_RAW, with
-# two make_cams shards so the gather path runs too.
+# two make_cams shards so the gather path runs too, and one-epoch IRN and segmentation.
 TINY_PARAMS = copy.deepcopy(SMALL_RAW)
 TINY_PARAMS["cam_infer"]["num_shards"] = 2
+TINY_PARAMS["pseudo_labels"] = {"irn": {"epochs": 1, "batch_size": 8, "resize_long": [56, 72], "crop_size": 64}}
+TINY_PARAMS["seg_train"] = {"epochs": 2, "batch_size": 8, "crop_size": 64}
+TINY_PARAMS["seg_infer"] = {"scales": [0.5, 1.0]}
 TINY_PARAMS["report"] = {"gallery_size": 2}
 
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "pixsup tests", "GIT_AUTHOR_EMAIL": "tests@pixsup.invalid",

@@ -36,6 +36,7 @@ class SyntheticConfig(_Section):
     num_train: int = Field(160, ge=1, description="Images in the `train` list (seed evaluation split).")
     num_aug_extra: int = Field(160, ge=0, description="Extra images that only `train_aug` holds (train_aug = train + these).")
     num_val: int = Field(80, ge=1, description="Images in the `val` list.")
+    num_test: int = Field(40, ge=0, description="Images in the `test` list (no masks or annotations, as on VOC).")
     num_classes: int = Field(6, ge=2, le=20, description="Foreground classes used, VOC ids 1..num_classes.")
     min_side: int = Field(96, ge=32, description="Smallest image side in pixels.")
     max_side: int = Field(144, ge=32, description="Largest image side in pixels.")
@@ -210,6 +211,113 @@ class CamEvalConfig(_Section):
         return self
 
 
+# ------------------------------------------------------------ pseudo_labels
+
+
+class CrfConfig(_Section):
+    """Dense CRF (pydensecrf2) settings; the defaults are IRN's."""
+
+    iterations: int = Field(10, ge=1, description="Mean-field iterations.")
+    gaussian_sxy: float = Field(3.0, gt=0.0, description="Smoothness kernel: spatial std (pixels).")
+    gaussian_compat: float = Field(3.0, ge=0.0, description="Smoothness kernel weight.")
+    bilateral_sxy: float = Field(50.0, gt=0.0, description="Appearance kernel: spatial std (pixels).")
+    bilateral_srgb: float = Field(5.0, gt=0.0, description="Appearance kernel: colour std.")
+    bilateral_compat: float = Field(10.0, ge=0.0, description="Appearance kernel weight.")
+    gt_prob: float = Field(0.7, gt=0.0, lt=1.0, description="Confidence given to a hard label's own class.")
+
+
+class IrnConfig(_Section):
+    """IRN's class-boundary branch on a frozen backbone, and its random walk."""
+
+    backbone: str = Field("resnet50", description="Registered backbone (frozen): tiny | resnet50 | resnet38.")
+    pretrained: str = Field(
+        "auto",
+        description="auto | none | <path> as in cam_train, or `cam`: the backbone of the CAM network the "
+        "labels come from (useful where no ImageNet weights exist, e.g. tiny).",
+    )
+    seed: int = 0
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(2, ge=0)
+    lr: float = Field(0.1, gt=0.0, description="Learning rate of the boundary branch.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    poly_power: float = Field(0.9, ge=0.0)
+    resize_long: tuple[int, int] = Field((320, 640), description="Random long-side resize range.")
+    crop_size: int = Field(512, ge=16, description="Square random crop (labels padded with 255).")
+    train_radius: int = Field(10, ge=2, description="Pairs within this radius (stride-4 grid) train the boundary.")
+    radius: int = Field(5, ge=2, description="Random-walk neighbourhood radius (stride-4 grid).")
+    beta: float = Field(10.0, gt=0.0, description="Affinity exponent of the random walk.")
+    exp_times: int = Field(8, ge=0, description="The walk takes 2**exp_times steps.")
+
+
+class PseudoLabelsConfig(_Section):
+    variants: list[str] = Field(
+        ["full"], min_length=1, description="CAM variants whose pseudo masks are made and evaluated."
+    )
+    method: Literal["irn", "crf", "cam"] = Field(
+        "irn", description="Refinement whose masks train the segmentation network (of the first variant)."
+    )
+    compare_methods: list[Literal["irn", "crf", "cam"]] = Field(
+        ["irn", "crf", "cam"], description="Refinements evaluated side by side in the seeds/masks table."
+    )
+    conf_fg_threshold: float = Field(0.30, gt=0.0, lt=1.0, description="Confident foreground: CAM above this.")
+    conf_bg_threshold: float = Field(0.05, gt=0.0, lt=1.0, description="Confident background: every CAM below this.")
+    bg_threshold: float = Field(
+        0.25, gt=0.0, lt=1.0, description="Background score of the final masks (random walk, crf and cam)."
+    )
+    crf: CrfConfig = CrfConfig()
+    irn: IrnConfig = IrnConfig()
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "PseudoLabelsConfig":
+        if self.conf_bg_threshold >= self.conf_fg_threshold:
+            raise ValueError("conf_bg_threshold must be below conf_fg_threshold")
+        return self
+
+
+# -------------------------------------------------------- seg_train, seg_infer
+
+
+class SegTrainConfig(_Section):
+    """DeepLab-v2 trained on the pseudo masks of train_aug."""
+
+    backbone: str = Field("resnet101", description="Registered backbone: resnet101 (DeepLab-v2) | tiny | ...")
+    pretrained: str = Field(
+        "auto",
+        description="auto (ImageNet weights from the torch cache) | none | <path> | cam: the backbone of the "
+        "CAM network the masks come from (where no ImageNet weights exist, e.g. tiny).",
+    )
+    aspp_rates: tuple[int, ...] = Field((6, 12, 18, 24), min_length=1, description="ASPP dilation rates.")
+    seed: int = 0
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(10, ge=1)
+    num_workers: int = Field(4, ge=0)
+    lr: float = Field(2.5e-4, gt=0.0, description="Backbone learning rate; ASPP uses lr * head_lr_mult.")
+    head_lr_mult: float = Field(10.0, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    poly_power: float = Field(0.9, ge=0.0)
+    scale_range: tuple[float, float] = Field((0.5, 1.5), description="Random rescale factor range.")
+    crop_size: int = Field(321, ge=16, description="Square random crop (masks padded with 255).")
+    flip: bool = True
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> "SegTrainConfig":
+        if not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"scale_range {list(self.scale_range)} must be [lo, hi] with 0 < lo <= hi")
+        return self
+
+
+class SegInferConfig(_Section):
+    scales: tuple[float, ...] = Field(
+        (0.5, 0.75, 1.0, 1.25, 1.5), min_length=1, description="Scales of the multi-scale prediction."
+    )
+    flip: bool = Field(True, description="Add the mirror of every scale in the multi-scale prediction.")
+    crf: bool = Field(False, description="Also refine the multi-scale prediction with the dense CRF.")
+    crf_params: CrfConfig = CrfConfig()
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -231,6 +339,9 @@ class Params(_Section):
     cam_train: CamTrainConfig = CamTrainConfig()
     cam_infer: CamInferConfig = CamInferConfig()
     cam_eval: CamEvalConfig = CamEvalConfig()
+    pseudo_labels: PseudoLabelsConfig = PseudoLabelsConfig()
+    seg_train: SegTrainConfig = SegTrainConfig()
+    seg_infer: SegInferConfig = SegInferConfig()
     report: ReportConfig = ReportConfig()
 
 

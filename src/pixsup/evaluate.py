@@ -1,15 +1,18 @@
-"""Seed evaluation: CAM files of a split against its ground-truth masks."""
+"""Evaluation against ground-truth masks: CAM seeds (threshold sweep) and folders of label PNGs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from .cams import load_cam_file
+from .data.datasets import read_label_png
 from .data.voc import DataError, VocIndex, read_split
-from .metrics import ThresholdSweep
+from .data.voc_format import NUM_CLASSES
+from .metrics import ThresholdSweep, confusion_matrix, scores
 
 
 def evaluate_cams(cams_dir: str | Path, root: str | Path, split: str, thresholds: Sequence[float],
@@ -28,4 +31,32 @@ def evaluate_cams(cams_dir: str | Path, root: str | Path, split: str, thresholds
     result = sweep.result()
     result["images"] = len(ids)
     result["split"] = split
+    return result
+
+
+def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, progress: bool = True) -> dict:
+    """mIoU and per-class scores of ``<masks_dir>/<id>.png`` over every id of ``split``.
+
+    Raises:
+        DataError: a mask or ground truth is missing, unreadable or of another size; the message names it.
+    """
+    masks_dir = Path(masks_dir)
+    index = VocIndex(root)
+    ids = read_split(root, split)
+    missing = [i for i in ids if not (masks_dir / f"{i}.png").is_file()]
+    if missing:
+        raise DataError(f"{masks_dir}: no PNG for {len(missing)} ids of '{split}', e.g. {', '.join(missing[:5])}")
+    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for image_id in tqdm(ids, desc=f"eval {split}", disable=not progress):
+        gt = index.load_mask(image_id)
+        if gt is None:
+            raise DataError(f"{index.mask_candidates(image_id)[0]}: no ground-truth mask for '{image_id}'")
+        pred = read_label_png(masks_dir / f"{image_id}.png")
+        if pred.shape != gt.shape:
+            raise DataError(f"{masks_dir / image_id}.png: size {pred.shape} differs from the ground truth's {gt.shape}")
+        if pred.max(initial=0) >= NUM_CLASSES:
+            raise DataError(f"{masks_dir / image_id}.png: value {int(pred.max())} is not a class id 0..20")
+        conf += confusion_matrix(gt, pred)
+    result = scores(conf)
+    result.update(images=len(ids), split=split, masks=str(masks_dir))
     return result

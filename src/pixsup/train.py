@@ -24,7 +24,6 @@ import csv
 import io as _io
 import logging
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -35,14 +34,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoints import CheckpointError, load_cam_net, read_checkpoint, save_cam_net
+from .checkpoints import CheckpointError, load_cam_net, save_cam_net
 from .config import CamTrainConfig
 from .data.datasets import CamTrainDataset
-from .io import save_torch, write_text
+from .io import write_text
 from .losses import (PrototypeMemory, classification_loss, mam_loss, mam_target, normalize_cam, rcm_loss,
                      resize_to)
 from .models import CamNet, create_model
 from .models.support import SupportNet
+from .training import (autocast_for, load_resume, resolve_device, resume_path, save_resume, seed_everything,
+                       sgd_poly)
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +56,7 @@ VARIANTS: dict[str, tuple[bool, bool]] = {
 LOSS_COLUMNS = ("epoch", "iteration", "lr", "loss", "cls", "rcm", "mam")
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resume_path(out: str | os.PathLike) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".resume.pt")
 
 
 def _support_cams_at_scales(support: SupportNet, images: Tensor, labels: Tensor, support_cam: Tensor,
@@ -119,19 +106,6 @@ def compute_losses(main: CamNet, support: SupportNet | None, images: Tensor, lab
     return terms
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _losses_csv(rows: list[dict[str, float]]) -> str:
@@ -196,38 +170,20 @@ def train_cam(cfg: CamTrainConfig, root: str | os.PathLike, split: str, variant:
     if dev.type == "cuda":
         main.to(memory_format=torch.channels_last)
     backbone_params, head_params = main.param_groups()
-    optimizer = torch.optim.SGD(
-        [{"params": backbone_params, "lr": cfg.lr},
-         {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}],
-        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     iters_per_epoch = len(dataset) // cfg.batch_size
-    max_iters = cfg.epochs * iters_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: max(0.0, 1.0 - it / max_iters) ** cfg.poly_power)
+    optimizer, scheduler = sgd_poly(
+        [{"params": backbone_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}],
+        cfg.momentum, cfg.weight_decay, cfg.epochs * iters_per_epoch, cfg.poly_power)
     memory = PrototypeMemory(cfg.rcm.memory) if use_rcm else None
 
     params_dump = cfg.model_dump(mode="json")
     identity = {"params": params_dump, "variant": variant, "split": split,
                 "support": str(support_ckpt) if support_ckpt else None}
-    start_epoch, rows = 0, []
-    resume = resume_path(out)
-    if resume.exists():
-        state = read_checkpoint(resume, required=("identity", "epoch", "model", "optimizer", "scheduler", "rng"),
-                                trusted=True)
-        if state["identity"] != identity:
-            raise CheckpointError(
-                f"{resume}: resume checkpoint was written for different params/variant/inputs; "
-                "delete it to start over")
-        main.load_state_dict(state["model"])
-        if support is not None and state.get("support") is not None:
-            support.net.load_state_dict(state["support"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        start_epoch, rows = state["epoch"], state["rows"]
-        log.info("resuming %s from epoch %d", out, start_epoch)
+    start_epoch, rows, state = load_resume(out, identity, main, optimizer, scheduler)
+    if support is not None and state.get("support") is not None:
+        support.net.load_state_dict(state["support"])
 
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = autocast_for(dev)
     started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         dataset.set_epoch(epoch)
@@ -258,11 +214,8 @@ def train_cam(cfg: CamTrainConfig, root: str | os.PathLike, split: str, variant:
             bar.set_postfix(loss=f"{row['loss']:.3f}", cls=f"{row['cls']:.3f}")
         log.info("epoch %d/%d: loss %.4f (cls %.4f rcm %.4f mam %.4f)", epoch + 1, cfg.epochs,
                  *(np.mean([r[k] for r in rows if r["epoch"] == epoch]) for k in ("loss", "cls", "rcm", "mam")))
-        save_torch(resume, {
-            "identity": identity, "epoch": epoch + 1, "rows": rows, "rng": _rng_state(),
-            "model": main.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "support": support.net.state_dict() if support is not None and support.kind == "ema" else None,
-        })
+        save_resume(out, identity, epoch + 1, rows, main, optimizer, scheduler,
+                    support=support.net.state_dict() if support is not None and support.kind == "ema" else None)
         write_text(losses_csv, _losses_csv(rows))
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
             log.info("stopping after epoch %d as asked; rerun to resume", epoch + 1)
@@ -271,7 +224,7 @@ def train_cam(cfg: CamTrainConfig, root: str | os.PathLike, split: str, variant:
     save_cam_net(out, main.cpu(), cfg.backbone, cfg.proj_dim,
                  {"variant": variant, "params": params_dump, "support": identity["support"]})
     write_text(losses_csv, _losses_csv(rows))
-    resume.unlink(missing_ok=True)
+    resume_path(out).unlink(missing_ok=True)
     final = {k: float(np.mean([r[k] for r in rows if r["epoch"] == cfg.epochs - 1]))
              for k in ("loss", "cls", "rcm", "mam")}
     return {"finished": True, "epochs_done": cfg.epochs, "iterations": len(rows),

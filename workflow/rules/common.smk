@@ -28,6 +28,20 @@ LOSS_VARIANT = {
 VARIANTS = list(LOSS_VARIANT)
 # Seeds are evaluated on train (1,464 images on VOC), as every WSSS paper reports them.
 SEED_SPLIT = "train"
+# Pseudo masks are made for these variants, by these methods; segmentation trains on
+# the masks of the first variant by pseudo_labels.method.
+PSEUDO_VARIANTS = list(PARAMS.pseudo_labels.variants)
+MASK_METHODS = list(
+    dict.fromkeys([PARAMS.pseudo_labels.method, *PARAMS.pseudo_labels.compare_methods])
+)
+SEG_VARIANT = PSEUDO_VARIANTS[0]
+SEG_METHOD = PARAMS.pseudo_labels.method
+SEG_MODES = ["ss", "ms"]
+unknown = sorted(set(PSEUDO_VARIANTS) - set(VARIANTS))
+if unknown:
+    raise WorkflowError(
+        f"params.yaml: pseudo_labels.variants has unknown variants {unknown}; known: {VARIANTS}"
+    )
 # The gallery compares these CAMs (title -> variant).
 GALLERY = {"baseline": "support", "full": "full"}
 
@@ -37,6 +51,9 @@ STEP_SECTIONS = {
     "train_cam": ("data", "cam_train"),
     "make_cams": ("data", "cam_infer"),
     "eval_cams": ("cam_eval",),
+    "pseudo_labels": ("pseudo_labels",),
+    "seg_train": ("seg_train",),
+    "seg_infer": ("seg_infer",),
     "make_report": tuple(PARAMS.model_fields),
 }
 
@@ -47,6 +64,8 @@ wildcard_constraints:
     split="train|train_aug|val",
     step="|".join(STEP_SECTIONS),
     shard=r"\d+",
+    method="irn|crf|cam",
+    mode="ss|ms",
 
 
 def params_file(step):
@@ -79,6 +98,22 @@ def seed_metric_files():
     ]
 
 
+def mask_metric_files():
+    return {
+        f"{variant}:{method}": results(f"metrics/masks/train_{variant}_{method}.json")
+        for variant in PSEUDO_VARIANTS
+        for method in MASK_METHODS
+    }
+
+
+def seg_metric_files():
+    return {mode: results(f"metrics/seg/val_{mode}.json") for mode in SEG_MODES}
+
+
+def submission_files():
+    return [results("submission_test.tar")]
+
+
 PAPER_TABLES = ["seeds_masks", "segmentation", "ablation"]
 PAPER_FIGURES = ["cam_gallery", "threshold_curves", "loss_curves"]
 
@@ -95,13 +130,25 @@ def paper_files():
             for figure in PAPER_FIGURES
             for ext in ("png", "pdf")
         ]
-        + [results("paper/README.md")]
+        + [results("paper/README.md"), results("paper/summary.json")]
     )
 
 
 def name_path_pairs(paths):
     """NAME=PATH arguments of make_report from a {name: path} mapping."""
     return " ".join(f"{name}={path}" for name, path in paths.items())
+
+
+def pseudo_mask_inputs(wildcards):
+    inputs = {
+        "params": params_file("pseudo_labels").format(dataset=wildcards.dataset),
+        "cams": f"results/{wildcards.dataset}/{wildcards.variant}/cams/train_aug/index.json",
+    }
+    if wildcards.method == "irn":
+        inputs["irn"] = (
+            f"results/{wildcards.dataset}/pseudo_labels/{wildcards.variant}/irn.pt"
+        )
+    return inputs
 
 
 def train_cam_inputs(wildcards):

@@ -11,6 +11,9 @@ rule make_report:
             variant=VARIANTS,
         ),
         losses=expand("results/{{dataset}}/{variant}/losses.csv", variant=VARIANTS),
+        masks=mask_metric_files().values(),
+        seg=seg_metric_files().values(),
+        submission=submission_files(),
         cams=expand(
             "results/{{dataset}}/{variant}/cams/{split}/index.json",
             split=SEED_SPLIT,
@@ -34,6 +37,7 @@ rule make_report:
             category="Figures",
         ),
         readme="results/{dataset}/paper/README.md",
+        summary="results/{dataset}/paper/summary.json",
     log:
         "logs/{dataset}/make_report.log",
     conda:
@@ -50,6 +54,12 @@ rule make_report:
         losses=lambda wildcards, input: name_path_pairs(
             dict(zip(VARIANTS, input.losses))
         ),
+        masks=lambda wildcards, input: name_path_pairs(
+            dict(zip(mask_metric_files(), input.masks))
+        ),
+        seg=lambda wildcards, input: name_path_pairs(
+            dict(zip(seg_metric_files(), input.seg))
+        ),
         cams=lambda wildcards, input: name_path_pairs(
             {
                 title: subpath(path, parent=True)
@@ -58,5 +68,6 @@ rule make_report:
         ),
     shell:
         "python -m pixsup.steps.make_report --params {input.params} --root {params.root} --split {params.split}"
-        " --seeds {params.seeds} --losses {params.losses} --cams {params.cams} --out {params.out}"
+        " --seeds {params.seeds} --masks {params.masks} --seg {params.seg} --losses {params.losses}"
+        " --cams {params.cams} --out {params.out}"
         " --log {log} --quiet"

@@ -1,16 +1,19 @@
-"""Torch datasets over a VOC folder: CAM training (augmented) and CAM inference (raw)."""
+"""Torch datasets over a VOC folder: CAM training (augmented), CAM inference (raw), and images
+paired with per-pixel labels from a folder of PNGs (IRN and segmentation training)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..config import AugmentConfig
-from .transforms import build_train_transform, normalize_image
+from .transforms import Compose, build_train_transform, normalize_image
 from .validate import check_item
 from .voc import DataError, VocIndex, read_split
 
@@ -95,6 +98,54 @@ class CamInferDataset(_VocSplit):
             "label": self.index.image_labels(image_id),
             "id": image_id,
         }
+
+
+class LabelFolderDataset(_VocSplit):
+    """Augmented images with per-pixel labels read from ``label_dir/<id>.png`` (class ids, 255 unknown).
+
+    Item ``i`` of epoch ``e`` is augmented with ``np.random.default_rng([seed, e, i])``.
+
+    Raises:
+        DataError: ``label_dir`` lacks a PNG for some id of the split (the message names the folder and ids).
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str, label_dir: str | os.PathLike, transform: Compose,
+                 seed: int) -> None:
+        super().__init__(root, split)
+        self.label_dir = Path(label_dir)
+        missing = [i for i in self.ids if not (self.label_dir / f"{i}.png").is_file()]
+        if missing:
+            raise DataError(f"{self.label_dir}: no label PNG for {len(missing)} ids of '{split}', "
+                            f"e.g. {', '.join(missing[:5])}")
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """``{"image": float32 3 x C x C tensor, "target": int64 C x C tensor, "id": str}``."""
+        image_id = self._checked_id(i)
+        label = read_label_png(self.label_dir / f"{image_id}.png")
+        image = self.index.load_image(image_id)
+        if label.shape != image.shape[:2]:
+            raise DataError(f"{self.label_dir / image_id}.png: size {label.shape} differs from the image's "
+                            f"{image.shape[:2]}")
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        image, label = self.transform(image, label, rng)
+        return {"image": normalize_image(image), "target": torch.from_numpy(label.astype(np.int64)), "id": image_id}
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """A label PNG (palette or greyscale) as a uint8 array of class ids; DataError if unreadable."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise DataError(f"{path}: label PNGs must be palette or greyscale, got mode {image.mode}")
+            return np.array(image, dtype=np.uint8)
+    except (OSError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot read label PNG ({exc})") from None
 
 
 def single_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

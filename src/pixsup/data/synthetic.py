@@ -51,8 +51,9 @@ from .voc_format import (
 
 TRAIN_POOL = 0
 VAL_POOL = 1
-_POOL_PREFIX = {TRAIN_POOL: "2100", VAL_POOL: "2101"}
-_ID_PATTERN = re.compile(r"^210[01]_\d+$")
+TEST_POOL = 2
+_POOL_PREFIX = {TRAIN_POOL: "2100", VAL_POOL: "2101", TEST_POOL: "2102"}
+_ID_PATTERN = re.compile(r"^210[012]_\d+$")
 SUMMARY_FILE = "synthetic.json"
 
 # Bodies are saturated, backgrounds muted: different in appearance, but the
@@ -153,17 +154,18 @@ def class_palette(num_classes: int) -> SyntheticPalette:
 
 
 def image_id(pool: int, index: int) -> str:
-    """The VOC-style id of image ``index`` (0-based) of ``pool`` (TRAIN_POOL or VAL_POOL)."""
+    """The VOC-style id of image ``index`` (0-based) of ``pool`` (TRAIN_POOL, VAL_POOL or TEST_POOL)."""
     return f"{_POOL_PREFIX[pool]}_{index + 1:06d}"
 
 
 def split_ids(cfg: SyntheticConfig) -> dict[str, list[str]]:
-    """The ids of the ``train``, ``train_aug`` and ``val`` lists, in list order."""
+    """The ids of the ``train``, ``train_aug``, ``val`` and ``test`` lists, in list order."""
     train_pool = [image_id(TRAIN_POOL, k) for k in range(cfg.num_train + cfg.num_aug_extra)]
     return {
         "train": train_pool[: cfg.num_train],
         "train_aug": train_pool,
         "val": [image_id(VAL_POOL, k) for k in range(cfg.num_val)],
+        "test": [image_id(TEST_POOL, k) for k in range(cfg.num_test)],
     }
 
 
@@ -292,7 +294,7 @@ def draw_sample(
     Args:
         cfg: the synthetic section of the params.
         index: 0-based position in the pool (the train pool holds train, then the train_aug extras).
-        pool: TRAIN_POOL or VAL_POOL; the two draw from disjoint random streams.
+        pool: TRAIN_POOL, VAL_POOL or TEST_POOL; each draws from its own random stream.
 
     Returns:
         ``(image, mask, objects, badge_mask)``: image (H, W, 3) uint8; mask (H, W) uint8 with 0
@@ -408,13 +410,14 @@ def generate_synthetic(out_dir: str | Path, cfg: SyntheticConfig, progress: bool
     """
     out = Path(out_dir)
     splits = split_ids(cfg)
-    every_id = splits["train_aug"] + splits["val"]
+    labelled_ids = splits["train_aug"] + splits["val"]
     segmentation_ids = set(splits["train"]) | set(splits["val"])
+    # test images are published without masks or annotations, as on the VOC server.
     expected = {
-        JPEG_DIR: (".jpg", set(every_id)),
-        ANNOTATION_DIR: (".xml", set(every_id)),
+        JPEG_DIR: (".jpg", set(labelled_ids) | set(splits["test"])),
+        ANNOTATION_DIR: (".xml", set(labelled_ids)),
         MASK_DIR: (".png", segmentation_ids),
-        MASK_AUG_DIR: (".png", set(every_id)),
+        MASK_AUG_DIR: (".png", set(labelled_ids)),
     }
     # Old split lists would vouch for files this run is about to rewrite.
     for name in splits:
@@ -423,13 +426,16 @@ def generate_synthetic(out_dir: str | Path, cfg: SyntheticConfig, progress: bool
 
     palette = class_palette(cfg.num_classes)
     colour_map = voc_palette()
-    jobs = [(TRAIN_POOL, k) for k in range(len(splits["train_aug"]))] + [(VAL_POOL, k) for k in range(cfg.num_val)]
+    jobs = ([(TRAIN_POOL, k) for k in range(len(splits["train_aug"]))] + [(VAL_POOL, k) for k in range(cfg.num_val)]
+            + [(TEST_POOL, k) for k in range(cfg.num_test)])
     records: dict[str, dict[str, Any]] = {}
     for pool, index in tqdm(jobs, desc="synthetic", unit="img", disable=not progress):
         name = image_id(pool, index)
         image, mask, objects, badge_mask = draw_sample(cfg, index, pool)
         height, width = mask.shape
         save_jpeg(out / JPEG_DIR / f"{name}.jpg", image, quality=cfg.jpeg_quality)
+        if pool == TEST_POOL:
+            continue
         save_png(out / MASK_AUG_DIR / f"{name}.png", mask)
         if name in segmentation_ids:
             save_png(out / MASK_DIR / f"{name}.png", mask, palette=colour_map)
@@ -441,7 +447,8 @@ def generate_synthetic(out_dir: str | Path, cfg: SyntheticConfig, progress: bool
         "generator": "pixsup.data.synthetic",
         "config": cfg.model_dump(mode="json"),
         "counts": {name: len(ids) for name, ids in splits.items()},
-        "id_scheme": {"train_aug": "2100_NNNNNN (train = the first num_train)", "val": "2101_NNNNNN"},
+        "id_scheme": {"train_aug": "2100_NNNNNN (train = the first num_train)", "val": "2101_NNNNNN",
+                      "test": "2102_NNNNNN (images only)"},
         "classes": [
             {
                 "id": c,
@@ -454,7 +461,8 @@ def generate_synthetic(out_dir: str | Path, cfg: SyntheticConfig, progress: bool
         "badge_code_layout": "2x2 cells [[top-left, top-right], [bottom-left, bottom-right]], RGB each",
         "distractor_colours": palette.distractor_colours.tolist(),
         "statistics": {
-            name: _split_statistics([records[i] for i in ids], cfg.num_classes) for name, ids in splits.items()
+            name: _split_statistics([records[i] for i in ids], cfg.num_classes)
+            for name, ids in splits.items() if name != "test"
         },
     }
     write_json(out / SUMMARY_FILE, summary)

@@ -61,6 +61,24 @@ class RandomResizeLong:
         return image, label
 
 
+class RandomScale:
+    """Resize by a random factor in ``[lo, hi]`` (bilinear for images, nearest for labels)."""
+
+    def __init__(self, lo: float, hi: float) -> None:
+        if not 0 < lo <= hi:
+            raise ValueError(f"RandomScale needs 0 < lo <= hi, got [{lo}, {hi}]")
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator) -> Pair:
+        scale = float(rng.uniform(self.lo, self.hi))
+        height, width = image.shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+        if label is not None:
+            label = np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
+        return image, label
+
+
 class RandomHorizontalFlip:
     """Mirror image and label together with probability ``p``."""
 

@@ -35,7 +35,7 @@ def create_backbone(name: str, pretrained: str = "auto") -> nn.Module:
     """Build a registered backbone.
 
     Args:
-        name: ``tiny``, ``resnet50`` or ``resnet38`` (or a user-registered name).
+        name: ``tiny``, ``resnet50``, ``resnet38`` or ``resnet101`` (or a user-registered name).
         pretrained: ``auto`` (ImageNet weights where the backbone has them, from
             the torch cache), ``none`` (random init) or a path to a weights file.
     """
@@ -54,4 +54,4 @@ def create_model(name: str, num_classes: int = 20, proj_dim: int = 256, pretrain
 
 def _import_builtin() -> None:
     # The modules register themselves on import.
-    from . import resnet38, resnet50, tiny  # noqa: F401
+    from . import resnet38, resnet50, resnet101, tiny  # noqa: F401

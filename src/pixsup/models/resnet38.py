@@ -71,6 +71,7 @@ class _PreActBottleneck(nn.Module):
 class ResNet38Backbone(FrozenBatchNormBackbone):
     out_channels = 4096
     output_stride = 8
+    stage_channels = (128, 256, 512, 1024, 4096)
 
     def __init__(self, weights: Path | None = None) -> None:
         super().__init__()
@@ -101,10 +102,18 @@ class ResNet38Backbone(FrozenBatchNormBackbone):
         self.freeze_batchnorm()
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.forward_stages(x)[-1]
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """Outputs of the b2, b3, b4, b5 groups and the final b7 + bn7 (strides 2, 4, 8, 8, 8)."""
         x = self.conv1a(x)
+        stages = []
         for name in self._stages:
             x = getattr(self, name)(x)
-        return F.relu(self.bn7(x))
+            if name in ("b2_2", "b3_2", "b4_5", "b5_2"):
+                stages.append(x)
+        stages.append(F.relu(self.bn7(x)))
+        return stages
 
 
 @register_backbone("resnet38")

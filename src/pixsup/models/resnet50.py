@@ -14,14 +14,22 @@ from .weights import FrozenBatchNormBackbone, freeze, load_state, resolve_weight
 RESNET50_FILE = "resnet50-0676ba61.pth"
 
 
-class ResNet50Backbone(FrozenBatchNormBackbone):
-    out_channels = 2048
-    output_stride = 16
+class TorchvisionResNet(FrozenBatchNormBackbone):
+    """A torchvision ResNet trunk (no classifier), stages ``layer1..layer4``, BatchNorm frozen.
 
-    def __init__(self, weights: Path | None = None) -> None:
+    Args:
+        arch: torchvision constructor name (``resnet50``, ``resnet101``).
+        dilate: ``replace_stride_with_dilation`` for layer2..layer4.
+        weights: ImageNet weights file (torchvision names), or None for random init.
+        frozen: modules kept fixed besides BatchNorm (``stem``, ``layer1``).
+    """
+
+    out_channels = 2048
+    stage_channels = (256, 512, 1024, 2048)
+
+    def __init__(self, arch: str, dilate: list[bool], weights: Path | None, frozen: tuple[str, ...]) -> None:
         super().__init__()
-        # Dilate the last stage instead of striding it: stride 16 keeps CAMs less coarse.
-        net = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=[False, False, True])
+        net = getattr(torchvision.models, arch)(weights=None, replace_stride_with_dilation=dilate)
         # The ImageNet classifier is not used; dropping it lets the file's fc.* be skipped.
         del net.fc
         if weights is not None:
@@ -29,12 +37,27 @@ class ResNet50Backbone(FrozenBatchNormBackbone):
             load_state(net, weights, ignore_prefixes=("fc.",))
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        freeze(self.stem)
-        freeze(self.layer1)
+        for name in frozen:
+            freeze(getattr(self, name))
         self.freeze_batchnorm()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.forward_stages(x)[-1]
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """Outputs of layer1..layer4."""
+        stages = [self.layer1(self.stem(x))]
+        for layer in (self.layer2, self.layer3, self.layer4):
+            stages.append(layer(stages[-1]))
+        return stages
+
+
+class ResNet50Backbone(TorchvisionResNet):
+    output_stride = 16
+
+    def __init__(self, weights: Path | None = None) -> None:
+        # Dilate the last stage instead of striding it: stride 16 keeps CAMs less coarse.
+        super().__init__("resnet50", [False, False, True], weights, frozen=("stem", "layer1"))
 
 
 @register_backbone("resnet50")

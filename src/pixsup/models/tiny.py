@@ -25,6 +25,7 @@ def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequent
 class TinyBackbone(nn.Module):
     out_channels = 128
     output_stride = 8
+    stage_channels = (32, 64, 96, 128, 128)
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,6 +39,14 @@ class TinyBackbone(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """The output of every layer (strides 2, 4, 8, 8, 8): the multi-level features IRN's branch reads."""
+        stages = []
+        for layer in self.layers:
+            x = layer(x)
+            stages.append(x)
+        return stages
 
 
 @register_backbone("tiny")

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ..io import write_text
+from ..io import write_json, write_text
 from ..provenance import git_commit
 from . import figures, tables
 
@@ -27,6 +27,7 @@ class ReportInputs:
     dataset: str
     root: str
     backbone: str
+    seg_backbone: str
     seed_metrics: dict[str, str]
     loss_files: dict[str, str]
     cam_dirs: dict[str, str]
@@ -36,6 +37,8 @@ class ReportInputs:
     seg_metrics: dict[str, str] = field(default_factory=dict)
     peers_file: str | None = None
     dvc_lock: str | None = "dvc.lock"
+    mask_method: str = "irn"
+    seg_trained_on: str = ""
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -66,13 +69,16 @@ def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
     seeds = {name: _read_json(path) for name, path in inputs.seed_metrics.items()}
     masks = {name: _read_json(path) for name, path in inputs.mask_metrics.items()}
     segs = {name: _read_json(path) for name, path in inputs.seg_metrics.items()}
-    sources = {name: f"this run: {path}" for name, path in {**inputs.seed_metrics, **inputs.seg_metrics}.items()}
+    sources = {name: f"this run: {path}"
+               for name, path in {**inputs.seed_metrics, **inputs.mask_metrics, **inputs.seg_metrics}.items()}
     peers = tables.load_peers(inputs.peers_file)
     written: dict[str, list[Path]] = {
         "seeds_masks": tables.write_table(
-            tables.seeds_masks_table(seeds, masks, sources, inputs.backbone, peers, inputs.dataset), out / "tables" / "seeds_masks"),
+            tables.seeds_masks_table(seeds, masks, sources, inputs.backbone, peers, inputs.dataset,
+                                     inputs.mask_method), out / "tables" / "seeds_masks"),
         "segmentation": tables.write_table(
-            tables.segmentation_table(segs, sources, inputs.backbone, peers, inputs.dataset), out / "tables" / "segmentation"),
+            tables.segmentation_table(segs, sources, inputs.seg_backbone, peers, inputs.dataset,
+                                      inputs.seg_trained_on), out / "tables" / "segmentation"),
         "ablation": tables.write_table(tables.ablation_table(seeds, inputs.backbone, inputs.dataset), out / "tables" / "ablation"),
         "cam_gallery": figures.cam_gallery(inputs.root, inputs.gallery_ids, inputs.cam_dirs,
                                            out / "figures" / "cam_gallery"),
@@ -85,6 +91,14 @@ def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
         "params_hash": params_hash(inputs.params),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    summary = {
+        "seed_miou": {name: m["miou"] for name, m in seeds.items()},
+        "seed_best_threshold": {name: m["best_threshold"] for name, m in seeds.items()},
+        "mask_miou": {name.replace(":", "/"): m["miou"] for name, m in masks.items()},
+        "val_miou": {name: m["miou"] for name, m in segs.items()},
+    }
+    write_json(out / "summary.json", summary)
+    written["summary"] = [out / "summary.json"]
     write_text(out / "README.md", _readme(written, provenance, inputs, out))
     return written
 
@@ -110,6 +124,7 @@ def _readme(written: dict[str, list[Path]], provenance: dict[str, Any], inputs: 
               f"- CAM gallery (image, ground truth, CAMs of {', '.join(inputs.cam_dirs)}): {links('cam_gallery')}",
               f"- seed mIoU against the background threshold: {links('threshold_curves')}",
               f"- training losses per epoch: {links('loss_curves')}", "",
+              f"Every number of the tables in one file (DVC's metrics): {links('summary')}", "",
               "## Inputs", ""]
     lines += [f"- seeds `{name}`: `{path}`" for name, path in inputs.seed_metrics.items()]
     lines += [f"- masks `{name}`: `{path}`" for name, path in inputs.mask_metrics.items()]

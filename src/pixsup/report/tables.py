@@ -58,14 +58,27 @@ def ablation_table(seed_metrics: dict[str, dict[str, Any]], backbone: str, datas
 
 def seeds_masks_table(seed_metrics: dict[str, dict[str, Any]], mask_metrics: dict[str, dict[str, Any]],
                       sources: dict[str, str], backbone: str, peers: list[dict[str, Any]],
-                      dataset: str) -> pd.DataFrame:
-    """Our variants (seed, and mask where pseudo masks were evaluated) above the published peers."""
+                      dataset: str, mask_method: str = "irn") -> pd.DataFrame:
+    """Our variants (seed, and mask where pseudo masks were evaluated) above the published peers.
+
+    ``mask_metrics`` maps ``"<variant>:<method>"`` to eval_masks JSON. A variant's own row shows
+    the masks of ``mask_method``; every other method gets a row of its own below it.
+    """
     rows = []
     for name, label, _, _ in ABLATION_ROWS:
-        if name in seed_metrics:
-            mask = mask_metrics.get(name)
-            rows.append({"method": f"ours: {label}", "backbone": backbone, "seed_miou": seed_metrics[name]["miou"],
-                         "mask_miou": mask["miou"] if mask else None, "source": sources[name]})
+        if name not in seed_metrics:
+            continue
+        main = mask_metrics.get(f"{name}:{mask_method}")
+        rows.append({"method": f"ours: {label}" + (f" + {mask_method} masks" if main else ""),
+                     "backbone": backbone, "seed_miou": seed_metrics[name]["miou"],
+                     "mask_miou": main["miou"] if main else None,
+                     "source": sources[name] + (f"; {sources[f'{name}:{mask_method}']}" if main else "")})
+        for key, metrics in mask_metrics.items():
+            variant, method = key.split(":")
+            if variant == name and method != mask_method:
+                rows.append({"method": f"ours: {label} + {method} masks", "backbone": backbone,
+                             "seed_miou": seed_metrics[name]["miou"], "mask_miou": metrics["miou"],
+                             "source": sources[key]})
     for peer in peers:
         if "seed" in peer or "mask" in peer:
             rows.append({"method": peer["method"], "backbone": peer.get("backbone"), "seed_miou": peer.get("seed"),
@@ -76,18 +89,24 @@ def seeds_masks_table(seed_metrics: dict[str, dict[str, Any]], mask_metrics: dic
     return table
 
 
+SEG_MODE_LABELS = {"ss": "single scale", "ms": "multi-scale + flip"}
+
+
 def segmentation_table(seg_metrics: dict[str, dict[str, Any]], sources: dict[str, str], backbone: str,
-                       peers: list[dict[str, Any]], dataset: str) -> pd.DataFrame:
-    """Segmentation val/test mIoU of our runs (``seg_metrics`` maps a row label -> metrics) above the peers."""
-    rows = [{"method": f"ours: {label}", "backbone": backbone, "val_miou": metrics.get("val_miou"),
-             "test_miou": metrics.get("test_miou"), "source": sources[label]}
-            for label, metrics in seg_metrics.items()]
+                       peers: list[dict[str, Any]], dataset: str, trained_on: str = "") -> pd.DataFrame:
+    """Our val mIoU per inference mode (``seg_metrics`` maps ss/ms -> eval JSON) above the peers.
+
+    Test mIoU of ours stays empty: it comes only from the evaluation server.
+    """
+    rows = [{"method": f"ours: {trained_on}, {SEG_MODE_LABELS.get(mode, mode)}".replace(": , ", ": "),
+             "backbone": backbone, "val_miou": metrics["miou"], "test_miou": None, "source": sources[mode]}
+            for mode, metrics in seg_metrics.items()]
     rows += [{"method": peer["method"], "backbone": peer.get("backbone"), "val_miou": peer.get("val"),
               "test_miou": peer.get("test"), "source": peer["source"]}
              for peer in peers if "val" in peer or "test" in peer]
     table = pd.DataFrame(rows, columns=SEGMENTATION_COLUMNS)
-    table.attrs["caption"] = (f"Segmentation mIoU (%) on val and test; ours on {dataset}, "
-                              "peers as published on PASCAL VOC 2012.")
+    table.attrs["caption"] = (f"Segmentation mIoU (%) on val and test; ours on {dataset} (test: submit "
+                              "the tar to the evaluation server), peers as published on PASCAL VOC 2012.")
     return table
 
 

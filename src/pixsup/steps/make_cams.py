@@ -30,7 +30,7 @@ from ..data.datasets import CamInferDataset
 from ..data.voc import load_cls_labels_npy
 from ..io import write_json
 from ..provenance import StepRecord
-from ..train import resolve_device
+from ..training import resolve_device
 from . import _cli
 
 

@@ -1,14 +1,16 @@
 """Regenerate the paper's tables and figures from the metrics JSON files of a run.
 
 Inputs:  --seeds NAME=PATH ... (eval_cams JSON per variant: support, baseline_same_budget,
-         rcm, mam, full), --masks / --seg NAME=PATH ... (mask and segmentation metrics,
-         when present), --losses NAME=PATH ... (train_cam loss CSVs), --cams NAME=DIR
+         rcm, mam, full), --masks VARIANT:METHOD=PATH ... (eval_masks JSON of pseudo masks),
+         --seg ss=PATH ms=PATH (eval_masks JSON of val predictions), --losses NAME=PATH ... (train_cam loss CSVs), --cams NAME=DIR
          ... (CAM folders shown in the gallery, in column order), --root (VOC2012 folder),
-         --params (the resolved params; reads ``report`` and ``cam_train.backbone``, and
-         hashes all of it for provenance), --dvc-lock (for the dataset hash).
+         --params (the resolved params; reads ``report``, the backbones and
+         ``pseudo_labels.method``, and hashes all of it for provenance), --dvc-lock (for the dataset hash).
 Outputs: --out, a folder with ``tables/{seeds_masks,segmentation,ablation}.{csv,md,tex}``,
-         ``figures/{cam_gallery,threshold_curves,loss_curves}.{png,pdf}`` and ``README.md``
-         (links and provenance: git commit, dataset hash, params hash, date).
+         ``figures/{cam_gallery,threshold_curves,loss_curves}.{png,pdf}``, ``summary.json``
+         (``seed_miou``, ``seed_best_threshold``, ``mask_miou`` by variant/method, ``val_miou``
+         by ss/ms) and ``README.md`` (links and provenance: git commit, dataset hash, params
+         hash, date).
 
 Example:
   python -m pixsup.steps.make_report --params params.yaml --root data/synthetic/VOC2012 \\
@@ -58,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         ids = params.report.gallery_ids or read_split(args.root, args.split)[: params.report.gallery_size]
         inputs = ReportInputs(
-            dataset=params.data.dataset, root=args.root, backbone=params.cam_train.backbone, seed_metrics=_pairs(args.seeds, "--seeds"),
+            dataset=params.data.dataset, root=args.root, backbone=params.cam_train.backbone,
+            seg_backbone=params.seg_train.backbone, mask_method=params.pseudo_labels.method,
+            seg_trained_on=f"{params.pseudo_labels.variants[0]} + {params.pseudo_labels.method} masks",
+            seed_metrics=_pairs(args.seeds, "--seeds"),
             mask_metrics=_pairs(args.masks, "--masks"), seg_metrics=_pairs(args.seg, "--seg"),
             loss_files=_pairs(args.losses, "--losses"), cam_dirs=_pairs(args.cams, "--cams"),
             gallery_ids=list(ids), params=params.model_dump(mode="json"), peers_file=params.report.peers,

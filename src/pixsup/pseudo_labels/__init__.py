@@ -1,0 +1,1 @@
+"""From CAMs to full pseudo masks: confident labels, dense CRF, IRN's boundary random walk."""

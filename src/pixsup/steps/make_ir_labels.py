@@ -1,0 +1,64 @@
+"""Confident labels from CAMs (IRN's cam_to_ir_label): the training targets of the boundary network.
+
+Inputs:  --cams (a make_cams folder, usually of train_aug), --root (VOC2012 folder),
+         --split, --params (reads section ``pseudo_labels``: conf_fg_threshold,
+         conf_bg_threshold, crf).
+Outputs: --out, a folder with ``<id>.png`` per image (palette PNG: VOC class ids for
+         confident pixels, 0 confident background, 255 unknown) and ``index.json``
+         (``ids``, ``split``, ``cams``, thresholds); ``<out>.meta.json``.
+
+Example:
+  python -m pixsup.steps.make_ir_labels --params params.yaml --root data/synthetic/VOC2012 \\
+      --split train_aug --cams results/synthetic/full/cams/train_aug --out results/synthetic/full/ir_labels
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from ..config import load_params, section_dict
+from ..data.voc import read_split
+from ..provenance import StepRecord
+from ..pseudo_labels.folders import load_image_and_cams, map_ids, require_cam_dir, write_label_png, write_manifest
+from ..pseudo_labels.refine import confident_labels
+from . import _cli
+
+
+def _one(image_id: str, root: str, cams: str, out: str, cfg) -> str:
+    image, cam_arrays = load_image_and_cams(root, cams, image_id)
+    write_label_png(Path(out) / f"{image_id}.png", confident_labels(image, cam_arrays, cfg))
+    return image_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _cli.parser("make_ir_labels", __doc__)
+    _cli.add_params_argument(p)
+    p.add_argument("--cams", required=True, help="make_cams output folder")
+    p.add_argument("--root", required=True, help="VOC2012 folder")
+    p.add_argument("--split", default="train_aug", help="split to label (default: train_aug)")
+    p.add_argument("--out", required=True, help="folder of label PNGs to write")
+    p.add_argument("--workers", type=int, default=1, help="processes (the CRF is per image; default 1)")
+    _cli.add_common_arguments(p)
+    args = p.parse_args(argv)
+    _cli.setup_logging(args.log)
+
+    def body() -> int:
+        params = load_params(args.params)
+        cfg = params.pseudo_labels
+        record = StepRecord("make_ir_labels", section_dict(params, "pseudo_labels"))
+        require_cam_dir(args.cams)
+        ids = read_split(args.root, args.split)
+        work = partial(_one, root=args.root, cams=args.cams, out=args.out, cfg=cfg)
+        for _ in map_ids(work, ids, args.workers, "ir labels", not args.quiet):
+            pass
+        write_manifest(args.out, ids, split=args.split, cams=args.cams,
+                       conf_fg_threshold=cfg.conf_fg_threshold, conf_bg_threshold=cfg.conf_bg_threshold)
+        record.write(args.out, extra={"images": len(ids)})
+        return 0
+
+    return _cli.run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Full pseudo masks from CAMs, refined by one method: irn (random walk), crf or cam (threshold only).
+
+Inputs:  --cams (make_cams folder), --root (VOC2012 folder), --split (usually train_aug),
+         --method irn | crf | cam, --irn (train_irn output; irn only), --params (reads
+         section ``pseudo_labels``: bg_threshold, crf, irn.radius/beta/exp_times).
+Outputs: --out, a folder with ``<id>.png`` per image (palette PNG of VOC class ids, no
+         255) and ``index.json`` (``ids``, ``split``, ``method``, ``cams``);
+         ``<out>.meta.json``.
+
+Example:
+  python -m pixsup.steps.make_pseudo_masks --params params.yaml --root data/synthetic/VOC2012 \\
+      --split train_aug --method irn --cams results/synthetic/full/cams/train_aug \\
+      --irn results/synthetic/full/irn.pt --out results/synthetic/full/masks/irn/train_aug
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ..config import load_params, section_dict
+from ..data.voc import read_split
+from ..provenance import StepRecord
+from ..pseudo_labels.folders import load_image_and_cams, map_ids, require_cam_dir, write_label_png, write_manifest
+from ..pseudo_labels.irn import load_boundary_net, predict_boundary
+from ..pseudo_labels.refine import cam_mask, crf_mask, irn_mask
+from ..training import resolve_device
+from . import _cli
+
+PER_IMAGE = {"cam": cam_mask, "crf": crf_mask}
+# The boundary network of method irn, loaded before the worker processes fork (they share it).
+_BOUNDARY: dict[str, object] = {}
+
+
+def _one(image_id: str, root: str, cams: str, out: str, method: str, cfg) -> str:
+    image, cam_arrays = load_image_and_cams(root, cams, image_id)
+    if method == "irn":
+        boundary = predict_boundary(_BOUNDARY["model"], image, _BOUNDARY["device"])
+        labels = irn_mask(image, cam_arrays, boundary, cfg)
+    else:
+        labels = PER_IMAGE[method](image, cam_arrays, cfg)
+    write_label_png(Path(out) / f"{image_id}.png", labels)
+    return image_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _cli.parser("make_pseudo_masks", __doc__)
+    _cli.add_params_argument(p)
+    p.add_argument("--cams", required=True, help="make_cams output folder")
+    p.add_argument("--root", required=True, help="VOC2012 folder")
+    p.add_argument("--split", default="train_aug", help="split to label (default: train_aug)")
+    p.add_argument("--method", choices=["irn", "crf", "cam"], required=True, help="refinement")
+    p.add_argument("--irn", default=None, help="trained boundary network (method irn)")
+    p.add_argument("--out", required=True, help="folder of mask PNGs to write")
+    p.add_argument("--workers", type=int, default=1, help="processes (default 1; irn on CUDA uses one)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (irn)")
+    _cli.add_common_arguments(p)
+    args = p.parse_args(argv)
+    _cli.setup_logging(args.log)
+
+    def body() -> int:
+        params = load_params(args.params)
+        cfg = params.pseudo_labels
+        record = StepRecord("make_pseudo_masks", section_dict(params, "pseudo_labels"))
+        require_cam_dir(args.cams)
+        ids = read_split(args.root, args.split)
+        workers = args.workers
+        if args.method == "irn":
+            if not args.irn:
+                p.error("--method irn needs --irn")
+            device = resolve_device(args.device)
+            _BOUNDARY.update(model=load_boundary_net(args.irn).to(device), device=device)
+            if device.type == "cuda":
+                workers = 1  # one process drives the GPU
+            else:
+                torch.set_num_threads(1)  # the parallelism is across images
+        work = partial(_one, root=args.root, cams=args.cams, out=args.out, method=args.method, cfg=cfg)
+        for _ in map_ids(work, ids, workers, f"{args.method} masks", not args.quiet):
+            pass
+        write_manifest(args.out, ids, split=args.split, method=args.method, cams=args.cams)
+        record.write(args.out, extra={"images": len(ids), "method": args.method})
+        return 0
+
+    return _cli.run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

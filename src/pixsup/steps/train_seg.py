@@ -1,0 +1,50 @@
+"""Train the segmentation network (DeepLab-v2, or tiny on a CPU) on pseudo masks.
+
+Inputs:  --masks (a make_pseudo_masks folder covering the split), --root (VOC2012 folder),
+         --split (train_aug), --params (reads section ``seg_train``), --cam-model (the CAM
+         network whose backbone starts training with ``seg_train.pretrained: cam``).
+Outputs: --out (``pixsup.segnet/1`` torch file: params and weights), ``<out>.losses.csv``
+         (epoch, iteration, lr, loss) or --losses, ``<out>.meta.json``. While running:
+         ``<out>.resume.pt`` after every epoch; rerunning the same command resumes from it.
+
+Example:
+  python -m pixsup.steps.train_seg --params params.yaml --root data/synthetic/VOC2012 \\
+      --masks results/synthetic/full/masks/irn/train_aug --out results/synthetic/seg/model.pt
+"""
+
+from __future__ import annotations
+
+from ..config import load_params, section_dict
+from ..provenance import StepRecord
+from ..segmentation import train_seg
+from . import _cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _cli.parser("train_seg", __doc__)
+    _cli.add_params_argument(p)
+    p.add_argument("--masks", required=True, help="pseudo masks folder")
+    p.add_argument("--root", required=True, help="VOC2012 folder")
+    p.add_argument("--split", default="train_aug", help="split to train on (default: train_aug)")
+    p.add_argument("--cam-model", default=None, help="CAM network checkpoint (for pretrained: cam)")
+    p.add_argument("--out", required=True, help="network file to write")
+    p.add_argument("--losses", default=None, help="loss CSV (default: <out>.losses.csv)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _cli.add_common_arguments(p)
+    args = p.parse_args(argv)
+    _cli.setup_logging(args.log)
+
+    def body() -> int:
+        params = load_params(args.params)
+        cfg = params.seg_train
+        record = StepRecord("train_seg", section_dict(params, "seg_train"), seed=cfg.seed)
+        summary = train_seg(cfg, args.root, args.split, args.masks, args.out, losses_csv=args.losses,
+                            device=args.device, cam_checkpoint=args.cam_model, progress=not args.quiet)
+        record.write(args.out, extra={"summary": summary, "masks": args.masks})
+        return 0
+
+    return _cli.run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""Pseudo-label and segmentation steps as a user runs them, on the small synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import write_params
+from pixsup.checkpoints import save_cam_net
+from pixsup.data.voc import read_split
+from pixsup.data.voc_format import voc_palette
+from pixsup.models import create_model
+from pixsup.steps import (eval_masks, make_cams, make_ir_labels, make_pseudo_masks, make_seg_preds, train_irn,
+                          train_seg)
+
+TINY_PSEUDO = {"irn": {"backbone": "tiny", "pretrained": "cam", "epochs": 1, "batch_size": 8, "num_workers": 0,
+                       "resize_long": [56, 72], "crop_size": 64}}
+TINY_SEG = {"backbone": "tiny", "pretrained": "none", "aspp_rates": [1, 2], "epochs": 1, "batch_size": 8,
+            "num_workers": 0, "lr": 0.01, "crop_size": 64}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, small_voc):
+    """Params, a random CAM network and its train_aug CAMs."""
+    folder = tmp_path_factory.mktemp("seg_steps")
+    raw = {"data": {"synthetic": {"num_train": 12, "num_aug_extra": 12, "num_val": 8, "num_test": 4,
+                                  "min_side": 64, "max_side": 80}},
+           "cam_infer": {"scales": [1.0], "flip": False},
+           "pseudo_labels": TINY_PSEUDO, "seg_train": TINY_SEG, "seg_infer": {"scales": [1.0, 0.5]}}
+    params = write_params(folder / "params.yaml", raw)
+    torch.manual_seed(0)
+    cam_model = folder / "cam.pt"
+    save_cam_net(cam_model, create_model("tiny", proj_dim=8, pretrained="none"), "tiny", 8, {})
+    cams = folder / "cams"
+    assert make_cams.main(["--params", str(params), "--root", str(small_voc), "--split", "train_aug",
+                           "--model", str(cam_model), "--out", str(cams), "--quiet"]) == 0
+    return {"folder": folder, "params": params, "cam_model": cam_model, "cams": cams, "root": small_voc}
+
+
+def test_pseudo_label_steps_end_to_end(work):
+    f, root, params = work["folder"], str(work["root"]), str(work["params"])
+    ir = f / "ir_labels"
+    assert make_ir_labels.main(["--params", params, "--root", root, "--cams", str(work["cams"]),
+                                "--out", str(ir), "--workers", "2", "--quiet"]) == 0
+    ids = read_split(root, "train_aug")
+    assert json.loads((ir / "index.json").read_text())["ids"] == ids
+    values = np.unique(np.concatenate([np.array(Image.open(ir / f"{i}.png")).ravel() for i in ids]))
+    assert set(values) <= set(range(21)) | {255}
+    irn = f / "irn.pt"
+    assert train_irn.main(["--params", params, "--root", root, "--labels", str(ir), "--cam-model",
+                           str(work["cam_model"]), "--out", str(irn), "--quiet"]) == 0
+    assert (f / "irn.pt.losses.csv").read_text().startswith("epoch,iteration,lr,loss,bg_pos,fg_pos,neg")
+    for method in ("irn", "crf", "cam"):
+        masks = f / "masks" / method
+        assert make_pseudo_masks.main(["--params", params, "--root", root, "--cams", str(work["cams"]),
+                                       "--method", method, "--irn", str(irn), "--out", str(masks),
+                                       "--quiet"]) == 0
+        metrics = f / f"masks_{method}.json"
+        assert eval_masks.main(["--root", root, "--split", "train", "--masks", str(masks),
+                                "--out", str(metrics), "--quiet"]) == 0
+        result = json.loads(metrics.read_text())
+        assert 0 < result["miou"] <= 100 and result["images"] == 12
+
+
+def test_segmentation_and_submission_layout(work):
+    f, root, params = work["folder"], work["root"], str(work["params"])
+    masks = f / "gt_masks"  # ground truth standing in for pseudo masks: only the plumbing is tested here
+    shutil.copytree(root / "SegmentationClassAug", masks)
+    model = f / "seg.pt"
+    assert train_seg.main(["--params", params, "--root", str(root), "--masks", str(masks),
+                           "--out", str(model), "--quiet"]) == 0
+    preds = f / "VOC2012" / "Segmentation" / "comp6_test_cls"
+    tar = f / "submission.tar"
+    assert make_seg_preds.main(["--params", params, "--root", str(root), "--split", "test", "--mode", "ms",
+                                "--model", str(model), "--out", str(preds), "--tar", str(tar), "--quiet"]) == 0
+    ids = read_split(root, "test")
+    assert sorted(p.name for p in preds.glob("*.png")) == sorted(f"{i}.png" for i in ids)
+    for image_id in ids:
+        with Image.open(preds / f"{image_id}.png") as pred, Image.open(root / "JPEGImages" / f"{image_id}.jpg") as img:
+            assert pred.mode == "P" and pred.size == img.size
+            assert pred.getpalette()[: 3 * 21] == voc_palette()[: 3 * 21]
+            assert np.array(pred).max() <= 20
+    with tarfile.open(tar) as archive:
+        names = sorted(archive.getnames())
+    assert names == sorted(f"results/VOC2012/Segmentation/comp6_test_cls/{i}.png" for i in ids)
+    val = f / "val_ss"
+    assert make_seg_preds.main(["--params", params, "--root", str(root), "--split", "val", "--mode", "ss",
+                                "--model", str(model), "--out", str(val), "--quiet"]) == 0
+    assert eval_masks.main(["--root", str(root), "--split", "val", "--masks", str(val),
+                            "--out", str(f / "seg_val.json"), "--quiet"]) == 0
+
+
+def test_bad_inputs_are_named_and_leave_nothing_half_written(work, capsys):
+    f, root, params = work["folder"], str(work["root"]), str(work["params"])
+    # A CAM file without its high_res key.
+    cams = f / "cams_broken"
+    shutil.copytree(work["cams"], cams)
+    victim = read_split(root, "train_aug")[2]
+    with np.load(cams / f"{victim}.npz") as data:
+        np.savez(cams / f"{victim}.npz", keys=data["keys"], cam=data["cam"])
+    out = f / "masks_broken"
+    capsys.readouterr()
+    assert make_pseudo_masks.main(["--params", params, "--root", root, "--cams", str(cams), "--method", "cam",
+                                   "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{victim}.npz" in err and "lacks keys ['high_res']" in err and "Traceback" not in err
+    assert not (out / "index.json").exists()
+
+    # A CAM file whose maps do not match the image size.
+    with np.load(work["cams"] / f"{victim}.npz") as data:
+        np.savez(cams / f"{victim}.npz", keys=data["keys"], cam=data["cam"], high_res=data["high_res"][:, :5])
+    assert make_ir_labels.main(["--params", params, "--root", root, "--cams", str(cams),
+                                "--out", str(f / "ir_broken"), "--quiet"]) == 1
+    assert f"{victim}.npz" in capsys.readouterr().err
+
+    # A pseudo-mask folder that lacks some ids.
+    partial = f / "masks_partial"
+    shutil.copytree(work["root"] / "SegmentationClassAug", partial)
+    (partial / f"{victim}.png").unlink()
+    model = f / "never.pt"
+    assert train_seg.main(["--params", params, "--root", root, "--masks", str(partial), "--out", str(model),
+                           "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert str(partial) in err and victim in err
+    assert not model.exists() and not (f / "never.pt.resume.pt").exists()
+
+    # A corrupt checkpoint.
+    corrupt = f / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 not a checkpoint")
+    preds = f / "preds_never"
+    assert make_seg_preds.main(["--params", params, "--root", root, "--split", "val", "--model", str(corrupt),
+                                "--out", str(preds), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert str(corrupt) in err and "Traceback" not in err
+    assert not (preds / "index.json").exists()

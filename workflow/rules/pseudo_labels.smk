@@ -1,0 +1,109 @@
+# Pseudo labels: confident labels from the CAMs of train_aug, IRN's boundary
+# branch trained on them, full masks by each refinement method, mask mIoU on train.
+
+
+rule make_ir_labels:
+    """Confident foreground/background labels (CRF-refined), 255 elsewhere: IRN's training targets."""
+    input:
+        params=params_file("pseudo_labels"),
+        cams="results/{dataset}/{variant}/cams/train_aug/index.json",
+    output:
+        labels=directory("results/{dataset}/pseudo_labels/{variant}/ir_labels"),
+    log:
+        "logs/{dataset}/make_ir_labels/{variant}.log",
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        root=DATA_ROOT,
+        cams=subpath(input.cams, parent=True),
+    shell:
+        "python -m pixsup.steps.make_ir_labels --params {input.params} --root {params.root}"
+        " --split train_aug --cams {params.cams} --out {output.labels} --workers {threads}"
+        " --log {log} --quiet"
+
+
+rule train_irn:
+    """IRN's class-boundary branch on a frozen backbone; resumes from <irn>.resume.pt."""
+    input:
+        params=params_file("pseudo_labels"),
+        labels="results/{dataset}/pseudo_labels/{variant}/ir_labels",
+        cam_model="results/{dataset}/{variant}/model.pt",
+    output:
+        model="results/{dataset}/pseudo_labels/{variant}/irn.pt",
+        losses="results/{dataset}/pseudo_labels/{variant}/irn_losses.csv",
+    log:
+        "logs/{dataset}/train_irn/{variant}.log",
+    benchmark:
+        "benchmarks/{dataset}/train_irn/{variant}.tsv"
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=1,
+    params:
+        root=DATA_ROOT,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        " python -m pixsup.steps.train_irn --params {input.params} --root {params.root}"
+        " --split train_aug --labels {input.labels} --cam-model {input.cam_model}"
+        " --out {output.model} --losses {output.losses} --log {log} --quiet"
+
+
+rule make_pseudo_masks:
+    """Full masks of train_aug by one refinement: irn (random walk), crf or cam."""
+    input:
+        unpack(pseudo_mask_inputs),
+    output:
+        masks=directory(
+            "results/{dataset}/pseudo_labels/{variant}/masks/{method}/train_aug"
+        ),
+    log:
+        "logs/{dataset}/make_pseudo_masks/{variant}_{method}.log",
+    benchmark:
+        "benchmarks/{dataset}/make_pseudo_masks/{variant}_{method}.tsv"
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=480,
+        gpu=1,
+    params:
+        root=DATA_ROOT,
+        cams=lambda wildcards, input: subpath(input.cams, parent=True),
+        irn=lambda wildcards, input: (
+            f"--irn {input.irn}" if "irn" in input.keys() else ""
+        ),
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        " python -m pixsup.steps.make_pseudo_masks --params {input.params} --root {params.root}"
+        " --split train_aug --method {wildcards.method} --cams {params.cams} {params.irn}"
+        " --out {output.masks} --workers {threads} --log {log} --quiet"
+
+
+rule eval_masks:
+    """Pseudo-mask mIoU on train (train is inside train_aug)."""
+    input:
+        masks="results/{dataset}/pseudo_labels/{variant}/masks/{method}/train_aug",
+        validated="results/{dataset}/data/validate_train.json",
+    output:
+        metrics="results/{dataset}/metrics/masks/train_{variant}_{method}.json",
+    log:
+        "logs/{dataset}/eval_masks/{variant}_{method}.log",
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        root=DATA_ROOT,
+    shell:
+        "python -m pixsup.steps.eval_masks --root {params.root} --split train --masks {input.masks}"
+        " --out {output.metrics} --log {log} --quiet"

@@ -1,0 +1,107 @@
+# Segmentation: DeepLab-v2 on the pseudo masks of train_aug, val predictions
+# (single scale, multi-scale + flip) and their mIoU, test predictions for the server.
+
+
+rule train_seg:
+    """The segmentation network on the masks of SEG_VARIANT by SEG_METHOD; resumes from <model>.resume.pt."""
+    input:
+        params=params_file("seg_train"),
+        masks=f"results/{{dataset}}/pseudo_labels/{SEG_VARIANT}/masks/{SEG_METHOD}/train_aug",
+        cam_model=f"results/{{dataset}}/{SEG_VARIANT}/model.pt",
+    output:
+        model="results/{dataset}/seg/model.pt",
+        losses="results/{dataset}/seg/losses.csv",
+    log:
+        "logs/{dataset}/train_seg.log",
+    benchmark:
+        "benchmarks/{dataset}/train_seg.tsv"
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=1440,
+        gpu=1,
+    params:
+        root=DATA_ROOT,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        " python -m pixsup.steps.train_seg --params {input.params} --root {params.root} --split train_aug"
+        " --masks {input.masks} --cam-model {input.cam_model} --out {output.model}"
+        " --losses {output.losses} --log {log} --quiet"
+
+
+rule make_seg_preds:
+    """Predictions for val: single scale (ss) or multi-scale + flip, CRF if configured (ms)."""
+    input:
+        params=params_file("seg_infer"),
+        model="results/{dataset}/seg/model.pt",
+        validated="results/{dataset}/data/validate_val.json",
+    output:
+        preds=directory("results/{dataset}/seg/preds/val_{mode}"),
+    log:
+        "logs/{dataset}/make_seg_preds/val_{mode}.log",
+    benchmark:
+        "benchmarks/{dataset}/make_seg_preds/val_{mode}.tsv"
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    params:
+        root=DATA_ROOT,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        " python -m pixsup.steps.make_seg_preds --params {input.params} --root {params.root} --split val"
+        " --mode {wildcards.mode} --model {input.model} --out {output.preds} --log {log} --quiet"
+
+
+rule eval_seg:
+    """val mIoU of the predictions."""
+    input:
+        preds="results/{dataset}/seg/preds/val_{mode}",
+    output:
+        metrics="results/{dataset}/metrics/seg/val_{mode}.json",
+    log:
+        "logs/{dataset}/eval_seg/val_{mode}.log",
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        root=DATA_ROOT,
+    shell:
+        "python -m pixsup.steps.eval_masks --root {params.root} --split val --masks {input.preds}"
+        " --out {output.metrics} --log {log} --quiet"
+
+
+rule make_test_submission:
+    """Multi-scale test predictions in the evaluation server's layout, and the tar to upload."""
+    input:
+        params=params_file("seg_infer"),
+        model="results/{dataset}/seg/model.pt",
+        prepared="results/{dataset}/data/prepared.json",
+    output:
+        preds=directory("results/{dataset}/VOC2012/Segmentation/comp6_test_cls"),
+        tar="results/{dataset}/submission_test.tar",
+    log:
+        "logs/{dataset}/make_test_submission.log",
+    benchmark:
+        "benchmarks/{dataset}/make_test_submission.tsv"
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    params:
+        root=DATA_ROOT,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        " python -m pixsup.steps.make_seg_preds --params {input.params} --root {params.root} --split test"
+        " --mode ms --model {input.model} --out {output.preds} --tar {output.tar} --log {log} --quiet"
