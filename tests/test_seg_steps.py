@@ -139,3 +139,49 @@ def test_bad_inputs_are_named_and_leave_nothing_half_written(work, capsys):
     err = capsys.readouterr().err
     assert str(corrupt) in err and "Traceback" not in err
     assert not (preds / "index.json").exists()
+
+
+def test_segmentation_training_resumes_to_the_same_weights(work, monkeypatch):
+    from pixsup import segmentation
+    from pixsup.config import SegTrainConfig
+    from pixsup.training import read_trained, resume_path
+
+    f, root = work["folder"], work["root"]
+    masks = root / "SegmentationClassAug"
+    cfg = SegTrainConfig(**{**TINY_SEG, "epochs": 2})
+    whole = f / "resume" / "whole.pt"
+    segmentation.train_seg(cfg, root, "train_aug", masks, whole, progress=False)
+
+    interrupted = f / "resume" / "interrupted.pt"
+    real_write = segmentation.write_text
+
+    def crash_after_first_epoch(path, text):
+        real_write(path, text)
+        raise KeyboardInterrupt("killed after epoch 1")
+
+    monkeypatch.setattr(segmentation, "write_text", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        segmentation.train_seg(cfg, root, "train_aug", masks, interrupted, progress=False)
+    monkeypatch.undo()
+    assert resume_path(interrupted).exists() and not interrupted.exists()
+    segmentation.train_seg(cfg, root, "train_aug", masks, interrupted, progress=False)
+    first = read_trained(whole, segmentation.FORMAT)["model"]
+    second = read_trained(interrupted, segmentation.FORMAT)["model"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not resume_path(interrupted).exists()
+
+
+def test_crf_refines_prediction_probabilities_along_colour_edges():
+    from pixsup.config import CrfConfig
+    from pixsup.pseudo_labels.crf import crf_from_probabilities
+
+    image = np.zeros((20, 24, 3), np.uint8)
+    image[:, 12:] = 255
+    probs = np.full((2, 20, 24), 0.5, np.float32)
+    probs[0, :, :10], probs[1, :, :10] = 0.9, 0.1
+    probs[0, :, 14:], probs[1, :, 14:] = 0.1, 0.9
+    refined = crf_from_probabilities(image, probs, CrfConfig())
+    assert refined.shape == probs.shape
+    labels = refined.argmax(0)
+    # The undecided band between the two halves follows the colour edge at column 12.
+    assert (labels[:, :12] == 0).all() and (labels[:, 12:] == 1).all()

@@ -97,9 +97,22 @@ def test_report_tables_equal_the_metrics(finished_run):
     irn = seeds[seeds["method"] == "IRN"].iloc[0]
     assert irn["seed_miou"] == 48.3 and irn["mask_miou"] == 66.5 and "CVPR 2019" in irn["source"]
     full = json.loads((results / "metrics" / "seeds_train_full.json").read_text())
-    assert seeds[seeds["method"] == "ours: full"].iloc[0]["seed_miou"] == pytest.approx(full["miou"])
+    full_row = seeds[seeds["method"] == "ours: full + irn masks"].iloc[0]
+    assert full_row["seed_miou"] == pytest.approx(full["miou"])
+    irn_masks = json.loads((results / "metrics" / "masks" / "train_full_irn.json").read_text())
+    assert full_row["mask_miou"] == pytest.approx(irn_masks["miou"])
+    for method in ("crf", "cam"):
+        masks = json.loads((results / "metrics" / "masks" / f"train_full_{method}.json").read_text())
+        row = seeds[seeds["method"] == f"ours: full + {method} masks"].iloc[0]
+        assert row["mask_miou"] == pytest.approx(masks["miou"])
     segmentation = pd.read_csv(results / "paper" / "tables" / "segmentation.csv")
     assert list(segmentation.columns) == ["method", "backbone", "val_miou", "test_miou", "source"]
+    for mode, label in (("ss", "single scale"), ("ms", "multi-scale + flip")):
+        val = json.loads((results / "metrics" / "seg" / f"val_{mode}.json").read_text())
+        row = segmentation[segmentation["method"] == f"ours: full + irn masks, {label}"].iloc[0]
+        assert row["val_miou"] == pytest.approx(val["miou"]) and pd.isna(row["test_miou"])
+    summary = json.loads((results / "paper" / "summary.json").read_text())
+    assert summary["mask_miou"]["full/irn"] == pytest.approx(irn_masks["miou"])
 
 
 def test_cam_infer_change_reruns_from_make_cams_not_training(finished_run):

@@ -80,7 +80,8 @@ def results(path):
 
 def dataset_files():
     return [results("data/prepared.json")] + [
-        results(f"data/validate_{split}.json") for split in ("train_aug", SEED_SPLIT)
+        results(f"data/validate_{split}.json")
+        for split in ("train_aug", SEED_SPLIT, "val")
     ]
 
 
