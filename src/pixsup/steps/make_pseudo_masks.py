@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             _BOUNDARY.update(model=load_boundary_net(args.irn).to(device), device=device)
             if device.type == "cuda":
                 workers = 1  # one process drives the GPU
-            else:
+            elif workers > 1:
                 torch.set_num_threads(1)  # the parallelism is across images
         work = partial(_one, root=args.root, cams=args.cams, out=args.out, method=args.method, cfg=cfg)
         for _ in map_ids(work, ids, workers, f"{args.method} masks", not args.quiet):
