@@ -39,3 +39,21 @@ def small_voc(tmp_path_factory) -> Path:
 def write_params(path: Path, raw: dict) -> Path:
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow_run(tmp_path_factory) -> Path:
+    """A repository copy on which `snakemake --cores all` has run the tiny config to the report.
+
+    Tests may dry-run on it but must leave its files as they are: the SLURM
+    tests compare their cluster run against it.
+    """
+    import time
+
+    from workflow_repo import copy_repo, run
+
+    repo = copy_repo(tmp_path_factory.mktemp("workflow") / "repo")
+    started = time.perf_counter()
+    run(["snakemake", "--cores", "all"], repo)
+    print(f"\ntiny workflow, local run: {time.perf_counter() - started:.1f} s")
+    return repo

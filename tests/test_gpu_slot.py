@@ -20,9 +20,10 @@ RECORD = textwrap.dedent("""
 """)
 
 
-def _launch(tmp_path: Path, name: str, env: dict[str, str], seconds: float = 0.6) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pixsup.gpu_slot", "--", sys.executable, "-c", RECORD,
-                             str(tmp_path / f"{name}.txt"), str(seconds)], env=env)
+def _launch(tmp_path: Path, name: str, env: dict[str, str], seconds: float = 0.6,
+            gpus: int = 1) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pixsup.gpu_slot", "--gpus", str(gpus), "--", sys.executable,
+                             "-c", RECORD, str(tmp_path / f"{name}.txt"), str(seconds)], env=env)
 
 
 def _records(tmp_path: Path) -> list[tuple[str, float, float]]:
@@ -48,6 +49,20 @@ def test_concurrent_jobs_get_distinct_devices_and_wait_for_a_free_one(tmp_path):
     assert _overlapping_on_one_device(records) == []
     # Five 0.6 s jobs on two devices need at least three rounds.
     assert max(end for _, _, end in records) - min(start for _, start, _ in records) >= 3 * 0.6 - 0.05
+
+
+def test_multi_gpu_jobs_get_all_their_devices_at_once_and_never_share_one(tmp_path):
+    env = {**os.environ, "PIXSUP_GPUS": "0,1,2", "PIXSUP_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    jobs = [_launch(tmp_path, f"job{i}", env, gpus=2) for i in range(3)]
+    assert [job.wait(timeout=60) for job in jobs] == [0] * 3
+    records = [(set(devices.split(",")), start, end) for devices, start, end in _records(tmp_path)]
+    assert len(records) == 3 and all(len(devices) == 2 for devices, _, _ in records)
+    # Two pairs out of three devices always share one: the jobs must have run one after another.
+    assert [(a, b) for i, a in enumerate(records) for b in records[i + 1:] if a[1] < b[2] and b[1] < a[2]] == []
+    too_many = subprocess.run([sys.executable, "-m", "pixsup.gpu_slot", "--gpus", "4", "--", "true"], env=env,
+                              capture_output=True, text=True, timeout=30)
+    assert too_many.returncode == 2 and "4 GPUs asked for, 3 exist (0,1,2)" in too_many.stderr
 
 
 def test_lock_is_released_when_the_job_is_killed(tmp_path):

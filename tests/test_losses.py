@@ -93,8 +93,8 @@ def test_region_prototypes_masked_mean_unit_length_sorted_ids() -> None:
     proj = torch.zeros(2, 2, 1, 3)
     for (b, x), v in vectors.items():
         proj[b, :, 0, x] = torch.tensor(v)
-    ids, protos = region_prototypes(proj, region)
-    assert ids.tolist() == [0, 1, 3]
+    ids, protos, pixels = region_prototypes(proj, region, num_regions=4)
+    assert ids.tolist() == [0, 1, 3] and pixels.item() == 5
     members = {0: [(0, 1), (1, 2)], 1: [(1, 1)], 3: [(0, 0), (1, 0)]}
     for row, rid in enumerate([0, 1, 3]):
         mean = np.mean([vectors[m] for m in members[rid]], axis=0)
@@ -106,9 +106,9 @@ def test_region_prototypes_masked_mean_unit_length_sorted_ids() -> None:
 def test_region_prototypes_ignore_the_ignored_pixels() -> None:
     region = torch.tensor([[[1, IGNORE_REGION, 0, 1]]])
     proj = torch.randn(1, 3, 1, 4)
-    _, before = region_prototypes(proj, region)
+    _, before, _ = region_prototypes(proj, region, num_regions=2)
     proj[0, :, 0, 1] = torch.tensor([100.0, -100.0, 50.0])  # only the ignored pixel changes
-    _, after = region_prototypes(proj, region)
+    _, after, _ = region_prototypes(proj, region, num_regions=2)
     torch.testing.assert_close(before, after)
 
 

@@ -173,3 +173,31 @@ def test_sweep_thresholds_default_range() -> None:
     assert len(values) == 56
     assert values[0] == pytest.approx(0.05) and values[-1] == pytest.approx(0.6)
     np.testing.assert_allclose(np.diff(values), 0.01, atol=1e-9)
+
+
+def test_threshold_sweep_orders_negative_values_and_signed_zeros_as_floats() -> None:
+    # Negative values, -0 and +0 take the rank path of the sweep; brute force compares floats.
+    num_classes = 6
+    images = _random_images(2, num_classes)
+    for high_res, keys, _ in images:
+        if len(keys):
+            high_res -= np.float16(0.25)
+            high_res[0, 0, 0], high_res[-1, 0, 0] = np.float16(-0.0), np.float16(0.0)
+    thresholds = np.array([0.0, 0.1, 0.3])
+    sweep = ThresholdSweep(thresholds, num_classes=num_classes)
+    for image in images:
+        sweep.add(*image)
+    for j, t in enumerate(thresholds):
+        np.testing.assert_array_equal(sweep.confusions()[j], _brute_confusion(images, float(t), num_classes))
+
+
+def test_values_that_are_not_class_ids_are_errors() -> None:
+    gt = np.array([[0, 7, 255]], dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"ground truth holds values \[7\]"):
+        ThresholdSweep([0.5], num_classes=6).add(np.zeros((0, 1, 3), np.float16), np.zeros(0, np.int64), gt)
+    with pytest.raises(ValueError, match=r"ground truth \[7\]"):
+        confusion_matrix(gt, np.zeros_like(gt), num_classes=6)
+    with pytest.raises(ValueError, match=r"prediction \[255\]"):
+        confusion_matrix(np.zeros_like(gt), np.full_like(gt, 255), num_classes=6)
+    with pytest.raises(ValueError, match="shape"):
+        confusion_matrix(gt, gt[:, :2])

@@ -160,3 +160,24 @@ def test_infer_dataset_item(root: Path) -> None:
     item = CamInferDataset(root, "clean")[0]
     assert item["image"].dtype == np.uint8 and item["image"].shape == (24, 32, 3)
     assert item["label"].dtype == np.float32 and np.flatnonzero(item["label"]).tolist() == [14]
+
+
+def test_each_item_is_checked_once_across_loader_workers_and_epochs(root: Path, monkeypatch) -> None:
+    import torch.utils.data
+
+    from pixsup.data import datasets
+
+    write_split(root, "goods", [GOOD] * 4)
+    dataset = CamTrainDataset(root, "goods", AugmentConfig(resize_long=(24, 40), crop_size=32), seed=0)
+
+    def epoch() -> list:
+        return list(torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2))
+
+    epoch()  # the workers check every item; their flags reach this process and later workers
+    assert bool(dataset._checked.all())
+
+    def fail(*args, **kwargs):
+        raise AssertionError("an item was checked again")
+
+    monkeypatch.setattr(datasets, "check_item", fail)
+    assert len(epoch()) == 2  # new worker processes, nothing checked again

@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from voc_mirror import EXTRA, TRAIN, build_mirror, md5
-from workflow_repo import TINY_PARAMS, copy_repo, run
+from workflow_repo import TINY_PARAMS, copy_repo, jobs_by_rule, merged, run
 
 pytestmark = pytest.mark.workflow
 
@@ -24,22 +24,9 @@ RULES = ["write_params", "prepare_data", "validate_data", "train_cam", "make_cam
 VARIANTS = ["support", "baseline_same_budget", "rcm", "mam", "full"]
 
 
-def jobs_by_rule(dry_run_output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    counts = {}
-    for line in dry_run_output.splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A repository copy on which `snakemake --cores 2` has run to the report."""
-    repo = copy_repo(tmp_path_factory.mktemp("workflow") / "repo")
-    run(SNAKEMAKE + ["--cores", "2"], repo)
-    return repo
+@pytest.fixture
+def finished_run(tiny_workflow_run) -> Path:
+    return tiny_workflow_run
 
 
 def test_lint_and_format_are_clean(tmp_path):
@@ -75,7 +62,7 @@ def test_run_produces_the_report_and_a_rerun_does_nothing(finished_run):
     assert re.search(r"git commit: `[0-9a-f]{40}", readme)
     # Every log and benchmark mirrors its rule.
     assert (finished_run / "logs" / "synthetic" / "train_cam" / "full.log").stat().st_size > 0
-    assert (finished_run / "benchmarks" / "synthetic" / "train_cam" / "full.tsv").is_file()
+    assert (finished_run / "logs" / "synthetic" / "benchmarks" / "train_cam" / "full.tsv").is_file()
 
     again = run(SNAKEMAKE + ["-n", "--cores", "2"], finished_run)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -202,3 +189,11 @@ def test_corrupt_dataset_fails_in_validate_data_and_nothing_downstream_runs(tmp_
     assert f"{victim}.jpg" in log
     assert not list((repo / "results" / "synthetic").glob("*/model.pt"))
     assert not (repo / "results" / "synthetic" / "data" / "validate_train_aug.json").exists()
+
+
+def test_two_gpu_training_runs_as_two_torchrun_processes(tmp_path):
+    repo = copy_repo(tmp_path / "repo", merged(TINY_PARAMS, {"cam_train": {"gpus": 2}}))
+    result = run(SNAKEMAKE + ["--cores", "2", "-p", "results/synthetic/support/model.pt"], repo)
+    assert "python -m pixsup.launch --nproc 2 --" in result.stdout + result.stderr
+    meta = json.loads((repo / "results" / "synthetic" / "support" / "model.pt.meta.json").read_text())
+    assert meta["processes"] == 2 and meta["slurm"] is None

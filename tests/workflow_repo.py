@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,3 +77,13 @@ def copy_repo(dest: Path, params: dict | None = None) -> Path:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "test checkout"]):
         run(cmd, dest)
     return dest
+
+
+def jobs_by_rule(snakemake_output: str) -> dict[str, int]:
+    """The 'Job stats' table that Snakemake prints before a (dry) run, as {rule: count}."""
+    counts = {}
+    for line in snakemake_output.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts

@@ -171,6 +171,9 @@ class CamTrainConfig(_Section):
     seed: int = 0
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(16, ge=1)
+    gpus: int = Field(
+        1, ge=1, description="GPUs per training job: the workflow starts this many DDP processes "
+        "(torchrun, or srun under SLURM); batch_size stays the global batch and must divide by it.")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes.")
     lr: float = Field(0.01, gt=0.0, description="Backbone learning rate; new heads use lr * head_lr_mult.")
     head_lr_mult: float = Field(10.0, gt=0.0)
@@ -196,6 +199,11 @@ class CamInferConfig(_Section):
     num_workers: int = Field(1, ge=0)
     num_shards: int = Field(
         1, ge=1, description="make_cams jobs per split (one GPU each); the CAM files do not depend on it."
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="fp32, or bf16: bfloat16 autocast, for GPUs and CPUs with bf16 units (on CPUs "
+        "without them, e.g. AVX2 only, it is several times slower); docs/performance.md.",
     )
 
 
@@ -292,6 +300,9 @@ class SegTrainConfig(_Section):
     seed: int = 0
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(10, ge=1)
+    gpus: int = Field(
+        1, ge=1, description="GPUs per training job: the workflow starts this many DDP processes "
+        "(torchrun, or srun under SLURM); batch_size stays the global batch and must divide by it.")
     num_workers: int = Field(4, ge=0)
     lr: float = Field(2.5e-4, gt=0.0, description="Backbone learning rate; ASPP uses lr * head_lr_mult.")
     head_lr_mult: float = Field(10.0, gt=0.0)

@@ -11,8 +11,15 @@ from tqdm import tqdm
 from .cams import load_cam_file
 from .data.datasets import read_label_png
 from .data.voc import DataError, VocIndex, read_split
-from .data.voc_format import NUM_CLASSES
-from .metrics import ThresholdSweep, confusion_matrix, scores
+from .data.voc_format import IGNORE_INDEX, NUM_CLASSES
+from .metrics import ThresholdSweep, invalid_values, pair_counts, scores
+
+
+def _ground_truth(index: VocIndex, image_id: str) -> np.ndarray:
+    mask = index.load_mask(image_id)
+    if mask is None:
+        raise DataError(f"{index.mask_candidates(image_id)[0]}: no ground-truth mask for '{image_id}'")
+    return mask
 
 
 def evaluate_cams(cams_dir: str | Path, root: str | Path, split: str, thresholds: Sequence[float],
@@ -23,11 +30,12 @@ def evaluate_cams(cams_dir: str | Path, root: str | Path, split: str, thresholds
     ids = read_split(root, split)
     sweep = ThresholdSweep(thresholds)
     for image_id in tqdm(ids, desc=f"eval_cams {split}", disable=not progress):
-        mask = index.load_mask(image_id)
-        if mask is None:
-            raise DataError(f"{index.mask_candidates(image_id)[0]}: no ground-truth mask for '{image_id}'")
+        mask = _ground_truth(index, image_id)
         cams = load_cam_file(cams_dir / f"{image_id}.npz", image_size=mask.shape)
-        sweep.add(cams["high_res"], cams["keys"], mask)
+        try:
+            sweep.add(cams["high_res"], cams["keys"], mask)
+        except ValueError as exc:
+            raise DataError(f"{index.mask_path(image_id)}: {exc}") from None
     result = sweep.result()
     result["images"] = len(ids)
     result["split"] = split
@@ -38,7 +46,8 @@ def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, p
     """mIoU and per-class scores of ``<masks_dir>/<id>.png`` over every id of ``split``.
 
     Raises:
-        DataError: a mask or ground truth is missing, unreadable or of another size; the message names it.
+        DataError: a mask or ground truth is missing, unreadable, of another size or holds values
+            that are not class ids (255 allowed in the ground truth); the message names it.
     """
     masks_dir = Path(masks_dir)
     index = VocIndex(root)
@@ -46,17 +55,20 @@ def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, p
     missing = [i for i in ids if not (masks_dir / f"{i}.png").is_file()]
     if missing:
         raise DataError(f"{masks_dir}: no PNG for {len(missing)} ids of '{split}', e.g. {', '.join(missing[:5])}")
-    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    # One (ground truth, prediction) pair histogram for the split; its top-left corner is the confusion matrix.
+    pairs = np.zeros((256, 256), np.int64)
     for image_id in tqdm(ids, desc=f"eval {split}", disable=not progress):
-        gt = index.load_mask(image_id)
-        if gt is None:
-            raise DataError(f"{index.mask_candidates(image_id)[0]}: no ground-truth mask for '{image_id}'")
-        pred = read_label_png(masks_dir / f"{image_id}.png")
+        gt, pred = _ground_truth(index, image_id), read_label_png(masks_dir / f"{image_id}.png")
         if pred.shape != gt.shape:
             raise DataError(f"{masks_dir / image_id}.png: size {pred.shape} differs from the ground truth's {gt.shape}")
-        if pred.max(initial=0) >= NUM_CLASSES:
-            raise DataError(f"{masks_dir / image_id}.png: value {int(pred.max())} is not a class id 0..20")
-        conf += confusion_matrix(gt, pred)
-    result = scores(conf)
+        counts = pair_counts(gt, pred)
+        bad_gt, bad_pred = invalid_values(counts)
+        if bad_pred:
+            raise DataError(f"{masks_dir / image_id}.png: value {bad_pred[-1]} is not a class id 0..20")
+        if bad_gt:
+            raise DataError(f"{index.mask_path(image_id)}: values {bad_gt} are neither class ids 0..20 "
+                            f"nor {IGNORE_INDEX}")
+        pairs += counts
+    result = scores(pairs[:NUM_CLASSES, :NUM_CLASSES])
     result.update(images=len(ids), split=split, masks=str(masks_dir))
     return result

@@ -1,5 +1,9 @@
 """Give a command one GPU of its own: ``python -m pixsup.gpu_slot -- <command ...>``.
 
+``python -m pixsup.gpu_slot --gpus N -- <command ...>`` gives it N devices at once
+(for ``python -m pixsup.launch --nproc N``): all N locks or none, so two jobs
+waiting for devices never hold part of them each.
+
 Snakemake's local executor counts ``gpu`` resources but does not say which
 device a job should use, so two GPU jobs would both land on device 0. This
 wrapper takes an exclusive lock on one free device slot, sets
@@ -54,10 +58,12 @@ def lock_dir(env: dict[str, str] | None = None) -> Path:
     return Path(env.get("PIXSUP_GPU_LOCK_DIR", default))
 
 
-def acquire(devices: list[str], directory: Path, poll_seconds: float = 0.5) -> tuple[str, int]:
-    """Block until one device's lock is free; return the device and the open, locked descriptor."""
+def acquire(devices: list[str], directory: Path, count: int = 1,
+            poll_seconds: float = 0.5) -> tuple[list[str], list[int]]:
+    """Block until ``count`` devices' locks are free; return the devices and their open, locked descriptors."""
     directory.mkdir(parents=True, exist_ok=True)
     while True:
+        taken: list[tuple[str, int]] = []
         for device in devices:
             fd = os.open(directory / f"gpu{device}.lock", os.O_RDWR | os.O_CREAT, 0o666)
             try:
@@ -65,23 +71,36 @@ def acquire(devices: list[str], directory: Path, poll_seconds: float = 0.5) -> t
             except BlockingIOError:
                 os.close(fd)
                 continue
-            return device, fd
+            taken.append((device, fd))
+            if len(taken) == count:
+                return [d for d, _ in taken], [fd for _, fd in taken]
+        for _, fd in taken:  # closing the descriptor releases its lock
+            os.close(fd)
         time.sleep(poll_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    count = 1
+    if argv[:1] == ["--gpus"] and len(argv) > 1 and argv[1].isdigit() and int(argv[1]) >= 1:
+        count, argv = int(argv[1]), argv[2:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or argv[0].startswith("-"):
         print(__doc__)
-        return 0 if argv else 2
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     devices = visible_devices()
     if devices is not None:
-        device, fd = acquire(devices, lock_dir())
-        os.set_inheritable(fd, True)
-        os.environ["CUDA_VISIBLE_DEVICES"] = device
-        print(f"pixsup.gpu_slot: CUDA_VISIBLE_DEVICES={device} for {argv[0]}", file=sys.stderr, flush=True)
+        if count > len(devices):
+            print(f"pixsup.gpu_slot: {count} GPUs asked for, {len(devices)} exist ({','.join(devices)})",
+                  file=sys.stderr)
+            return 2
+        chosen, fds = acquire(devices, lock_dir(), count)
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
+        print(f"pixsup.gpu_slot: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} for {argv[0]}",
+              file=sys.stderr, flush=True)
     os.execvp(argv[0], argv)
 
 

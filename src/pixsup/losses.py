@@ -2,6 +2,11 @@
 
 Shapes: B images, C foreground classes, h x w the CAM grid, D embedding size.
 Image labels are (B, C) multi-hot float tensors.
+
+Under several processes each rank holds a slice of the global batch (``ranks``):
+what mixes images (RCM's prototypes, the pixel counts that the RCM and MAM means
+divide by) is summed over ranks, so every term is that of one process on the
+global batch.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .distributed import Ranks
 
 IGNORE_REGION = -1
 
@@ -46,19 +53,22 @@ def region_labels(support_cam: Tensor, fg_threshold: float, bg_threshold: float)
     return region
 
 
-def region_prototypes(support_proj: Tensor, region: Tensor) -> tuple[Tensor, Tensor]:
-    """Masked average of SupportNet embeddings per region id over the whole batch.
+def region_prototypes(support_proj: Tensor, region: Tensor, num_regions: int,
+                      ranks: Ranks = Ranks()) -> tuple[Tensor, Tensor, Tensor]:
+    """Masked average of SupportNet embeddings per region id (0 .. num_regions - 1) over the global batch.
 
-    Returns (ids (P,), prototypes (P, D) unit length); ignored pixels do not count.
+    Returns (ids (P,) of the regions present, prototypes (P, D) unit length, the
+    number of pixels with a region); ignored pixels do not count.
     """
     dim = support_proj.shape[1]
     flat = support_proj.permute(0, 2, 3, 1).reshape(-1, dim)
     flat_region = region.reshape(-1)
     valid = flat_region != IGNORE_REGION
-    ids, inverse = torch.unique(flat_region[valid], return_inverse=True)
-    sums = torch.zeros(len(ids), dim, dtype=flat.dtype, device=flat.device)
-    sums.index_add_(0, inverse, flat[valid])
-    return ids, F.normalize(sums, dim=1)
+    sums = torch.zeros(num_regions, dim, dtype=flat.dtype, device=flat.device)
+    sums.index_add_(0, flat_region[valid], flat[valid])
+    counts = ranks.sum(torch.bincount(flat_region[valid], minlength=num_regions))
+    ids = counts.nonzero().squeeze(1)
+    return ids, F.normalize(ranks.sum(sums)[ids], dim=1), counts.sum()
 
 
 class PrototypeMemory:
@@ -74,6 +84,13 @@ class PrototypeMemory:
         self._batches.append((ids.detach(), prototypes.detach()))
         del self._batches[: -self.size]
 
+    def state_dict(self) -> list[tuple[Tensor, Tensor]]:
+        """The stored (ids, prototypes) batches, for a resume checkpoint."""
+        return [(ids.cpu(), prototypes.cpu()) for ids, prototypes in self._batches]
+
+    def load_state_dict(self, batches: list[tuple[Tensor, Tensor]], device: torch.device) -> None:
+        self._batches = [(ids.to(device), prototypes.to(device)) for ids, prototypes in batches]
+
     def negatives(self, present: Tensor) -> Tensor | None:
         """Stored prototypes whose region id is not in ``present`` (the current positives' ids)."""
         kept = [p[~torch.isin(i, present)] for i, p in self._batches]
@@ -82,18 +99,19 @@ class PrototypeMemory:
 
 
 def rcm_loss(main_proj: Tensor, support_proj: Tensor, support_cam: Tensor, fg_threshold: float,
-             bg_threshold: float, tau: float, memory: PrototypeMemory | None = None) -> Tensor:
+             bg_threshold: float, tau: float, memory: PrototypeMemory | None = None,
+             ranks: Ranks = Ranks()) -> Tensor:
     """Pixel-to-prototype InfoNCE.
 
     Each non-ignored MainNet pixel embedding is pulled to the prototype of its
     SupportNet region and pushed from the other prototypes of the batch (and
-    memory). Returns 0 (with a graph) when no pixel has a region.
+    memory). Returns 0 (with a graph) when no pixel of the batch has a region.
     """
     region = region_labels(support_cam, fg_threshold, bg_threshold)
-    ids, prototypes = region_prototypes(support_proj, region)
+    ids, prototypes, pixels_with_region = region_prototypes(support_proj, region, support_cam.shape[1] + 1, ranks)
     flat_region = region.reshape(-1)
     valid = flat_region != IGNORE_REGION
-    if not valid.any():
+    if pixels_with_region == 0:
         return main_proj.sum() * 0.0
     dim = main_proj.shape[1]
     pixels = main_proj.permute(0, 2, 3, 1).reshape(-1, dim)[valid]
@@ -105,7 +123,7 @@ def rcm_loss(main_proj: Tensor, support_proj: Tensor, support_cam: Tensor, fg_th
             candidates = torch.cat([prototypes, extra])
         memory.push(ids, prototypes)
     logits = pixels @ candidates.t() / tau
-    return F.cross_entropy(logits, target)
+    return ranks.share_of_mean(F.cross_entropy(logits, target, reduction="sum"), pixels_with_region)
 
 
 # ------------------------------------------------------------------- MAM
@@ -150,7 +168,7 @@ def mam_target(main_cam: Tensor, support_cams: Sequence[Tensor], fusion: str = "
 
 
 def mam_loss(main_cam: Tensor, target: Tensor, labels: Tensor, one_sided: bool = False,
-             bg_weight: float = 0.0, bg_threshold: float = 0.05) -> Tensor:
+             bg_weight: float = 0.0, bg_threshold: float = 0.05, ranks: Ranks = Ranks()) -> Tensor:
     """L1 between MainNet's normalised CAM and the fused target, over label classes and pixels.
 
     ``one_sided`` penalises only ``M < Y`` (pure expansion). ``bg_weight`` adds a
@@ -159,9 +177,9 @@ def mam_loss(main_cam: Tensor, target: Tensor, labels: Tensor, one_sided: bool =
     """
     diff = F.relu(target - main_cam) if one_sided else (main_cam - target).abs()
     mask = labels[:, :, None, None].expand_as(diff)
-    denom = mask.sum().clamp_min(1.0)  # label classes x pixels
-    loss = (diff * mask).sum() / denom
+    denom = ranks.sum(mask.sum()).clamp_min(1.0)  # label classes x pixels of the global batch
+    loss = ranks.share_of_mean((diff * mask).sum(), denom)
     if bg_weight > 0:
         leak = main_cam * (target < bg_threshold).to(main_cam.dtype)
-        loss = loss + bg_weight * (leak * mask).sum() / denom
+        loss = loss + ranks.share_of_mean(bg_weight * (leak * mask).sum(), denom)
     return loss

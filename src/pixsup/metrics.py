@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -9,11 +10,47 @@ import numpy as np
 from .data.voc_format import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 
 
+def _label_map(values: np.ndarray, what: str) -> np.ndarray:
+    """``values`` as uint8 (label maps hold ids 0..255); ValueError for anything outside that range."""
+    values = np.asarray(values)
+    if values.dtype == np.uint8:
+        return values
+    if values.size and (values.min() < 0 or values.max() > 255):
+        raise ValueError(f"{what} holds values outside 0..255")
+    return values.astype(np.uint8)
+
+
+def pair_counts(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(256, 256) counts of the (ground truth, prediction) value pairs: one bincount over all pixels."""
+    gt, pred = _label_map(gt, "ground truth"), _label_map(pred, "prediction")
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
+    codes = gt.astype(np.uint16)
+    codes <<= 8
+    codes |= pred
+    return np.bincount(codes.reshape(-1), minlength=256 * 256).reshape(256, 256)
+
+
+def invalid_values(pairs: np.ndarray, num_classes: int = NUM_CLASSES) -> tuple[list[int], list[int]]:
+    """The values of :func:`pair_counts` that are not class ids: (in the ground truth, where 255 is
+    allowed; in the prediction)."""
+    bad_gt = np.flatnonzero(pairs[num_classes:IGNORE_INDEX].any(axis=1)) + num_classes
+    bad_pred = np.flatnonzero(pairs[:, num_classes:].any(axis=0)) + num_classes
+    return bad_gt.tolist(), bad_pred.tolist()
+
+
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """(num_classes, num_classes) counts, rows = ground truth, columns = prediction; 255 ignored."""
-    valid = gt != IGNORE_INDEX
-    index = gt[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
+    """(num_classes, num_classes) counts, rows = ground truth, columns = prediction; 255 ignored.
+
+    Raises:
+        ValueError: a value of either map is not a class id (255 allowed in the ground truth).
+    """
+    pairs = pair_counts(gt, pred)
+    bad_gt, bad_pred = invalid_values(pairs, num_classes)
+    if bad_gt or bad_pred:
+        raise ValueError(f"values that are not class ids 0..{num_classes - 1}: ground truth {bad_gt} "
+                         f"(besides {IGNORE_INDEX}), prediction {bad_pred}")
+    return pairs[:num_classes, :num_classes]
 
 
 def scores(conf: np.ndarray) -> dict[str, object]:
@@ -43,6 +80,19 @@ def scores(conf: np.ndarray) -> dict[str, object]:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _float16_order() -> tuple[np.ndarray, np.ndarray]:
+    """For every float16 bit pattern a uint16 key that orders as the values do (equal values, such
+    as -0 and +0, share a key), and the float32 value of each key."""
+    values = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    by_key, key = np.unique(values, return_inverse=True)
+    return key.astype(np.uint16), by_key
+
+
+# Bit patterns of float16 up to +inf: for values in [0, inf] the patterns order as the values do.
+_FLOAT16_INF_BITS = 0x7C00
+
+
 class ThresholdSweep:
     """Confusion matrices of CAM seeds for every background threshold in one pass per image.
 
@@ -50,6 +100,12 @@ class ThresholdSweep:
     CAM exceeds the threshold t, else background (ties go to background, as
     ``argmax`` over [t, CAMs] does). Each pixel is binned once by how many
     thresholds it exceeds, so a sweep costs one bincount per image.
+
+    CAMs are compared at float16, the precision of the CAM files, through their
+    bit patterns, which order as the values do when no value is negative (else
+    through a table of ranks); a table gives the thresholds each pattern exceeds.
+    No pixel is converted to float or searched among the thresholds, and the
+    per-pixel arrays stay 16-bit: the sweep runs at memory speed.
     """
 
     def __init__(self, thresholds: Sequence[float], num_classes: int = NUM_CLASSES) -> None:
@@ -57,29 +113,50 @@ class ThresholdSweep:
         if np.any(np.diff(self.thresholds) <= 0):
             raise ValueError("thresholds must be strictly increasing")
         self.num_classes = num_classes
-        n = len(self.thresholds) + 1
-        self._hist = np.zeros((n, num_classes, num_classes), dtype=np.int64)
+        # Bins (thresholds exceeded, ground-truth row, class); row num_classes collects ignored pixels.
+        self._hist = np.zeros((len(self.thresholds) + 1, num_classes + 1, num_classes), dtype=np.int64)
+        self._index_dtype = np.uint16 if self._hist.size <= 2**16 else np.intp
+        self._key, by_key = _float16_order()
+        row_stride = (num_classes + 1) * num_classes
+        self._offset_by_key = (np.searchsorted(self.thresholds, by_key, side="left") * row_stride).astype(
+            self._index_dtype)
+        self._offset_by_bits = self._offset_by_key[self._key]
 
     def add(self, high_res: np.ndarray, keys: np.ndarray, gt: np.ndarray) -> None:
-        """Add one image: normalised CAMs (K, H, W) for class ids ``keys``, ground truth (H, W)."""
-        valid = gt != IGNORE_INDEX
-        gt_valid = gt[valid].astype(np.int64)
-        if len(keys):
-            cams = high_res[:, valid].astype(np.float32)
-            best = cams.argmax(axis=0)
-            peak = cams[best, np.arange(cams.shape[1])]
-            cls = np.asarray(keys, dtype=np.int64)[best]
-            exceeded = np.searchsorted(self.thresholds, peak, side="left")
-        else:
-            cls = np.zeros_like(gt_valid)
-            exceeded = np.zeros_like(gt_valid)
+        """Add one image: normalised CAMs (K, H, W) for class ids ``keys``, ground truth (H, W).
+
+        Raises:
+            ValueError: the ground truth holds a value that is neither a class id nor 255.
+        """
         c = self.num_classes
-        index = (exceeded * c + gt_valid) * c + cls
+        gt = _label_map(gt, "ground truth").reshape(-1)
+        if np.count_nonzero(gt >= c) != np.count_nonzero(gt == IGNORE_INDEX):
+            found = np.unique(gt)
+            raise ValueError(f"ground truth holds values {found[(found >= c) & (found != IGNORE_INDEX)].tolist()}, "
+                             f"neither class ids 0..{c - 1} nor {IGNORE_INDEX}")
+        index = np.minimum(gt, c).astype(self._index_dtype)
+        index *= c
+        if len(keys):
+            order = np.ascontiguousarray(high_res, dtype=np.float16).view(np.uint16).reshape(len(keys), -1)
+            offset = self._offset_by_bits
+            if order.max() > _FLOAT16_INF_BITS:  # a negative value or NaN: compare ranks instead
+                order, offset = np.take(self._key, order), self._offset_by_key
+            peak = order[0]
+            if len(keys) == 1:
+                index += int(keys[0])
+            else:
+                peak = peak.copy()
+                strongest = np.full(peak.shape, keys[0], dtype=self._index_dtype)
+                for k in range(1, len(keys)):
+                    strongest[order[k] > peak] = keys[k]  # strictly greater: ties keep the first, as argmax
+                    np.maximum(peak, order[k], out=peak)
+                index += strongest
+            index += np.take(offset, peak)
         self._hist += np.bincount(index, minlength=self._hist.size).reshape(self._hist.shape)
 
     def confusions(self) -> np.ndarray:
         """(T, C, C): confusion matrix at each threshold."""
-        hist = self._hist
+        hist = self._hist[:, : self.num_classes]
         # fg_at[j]: pixels exceeding more than j thresholds keep their class at threshold j.
         fg_at = np.cumsum(hist[::-1], axis=0)[::-1][1:]
         bg_at = np.cumsum(hist, axis=0)[:-1].sum(axis=2)

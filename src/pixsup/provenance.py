@@ -42,6 +42,28 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def scheduler_record() -> dict[str, str] | None:
+    """Where the step ran under a batch scheduler: SLURM's job and step ids and the devices it gave.
+
+    None outside SLURM. With this, every artefact of a cluster run can be
+    matched to SLURM's own job records.
+    """
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    names = {"job_id": "SLURM_JOB_ID", "step_id": "SLURM_STEP_ID", "step_tasks": "SLURM_STEP_NUM_TASKS",
+             "node": "SLURMD_NODENAME",
+             "partition": "SLURM_JOB_PARTITION", "cuda_visible_devices": "CUDA_VISIBLE_DEVICES"}
+    return {key: os.environ[var] for key, var in names.items() if var in os.environ}
+
+
+def _launched_processes() -> int:
+    """How many processes (DDP ranks) ran the step together; 1 without a launcher."""
+    from .distributed import launch_env  # imports torch: only when a record is written
+
+    launched = launch_env()
+    return launched.world_size if launched else 1
+
+
 def meta_path(output: str | os.PathLike) -> Path:
     """``results/x/cams/train`` -> ``results/x/cams/train.meta.json``."""
     output = Path(output)
@@ -75,6 +97,8 @@ class StepRecord:
             "versions": package_versions(),
             "python": platform.python_version(),
             "host": platform.node(),
+            "slurm": scheduler_record(),
+            "processes": _launched_processes(),
             "started_utc": self.started.isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - self._t0, 3),
         }

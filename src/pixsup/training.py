@@ -1,4 +1,5 @@
-"""What every training loop here shares: device, seeds, the poly schedule and resumable checkpoints."""
+"""What every training loop here shares: device, seeds, shuffled batches, the poly schedule and resumable
+checkpoints."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from .checkpoints import CheckpointError, read_checkpoint
+from .distributed import Ranks, RankSliceSampler
 from .io import save_torch, write_text
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def epoch_loader(dataset: Dataset, global_batch: int, seed: int, epoch: int, num_workers: int,
+                 ranks: Ranks) -> DataLoader:
+    """This rank's batches of one epoch: its slice of every shuffled global batch (an incomplete last
+    batch is dropped).
+
+    The sampler and the loader share one generator seeded with ``seed * 1000 + epoch``, as a
+    ``DataLoader(shuffle=True, generator=...)`` does (the loader draws its workers' base seed
+    from it before the sampler draws the permutation), so one process gets the very batches of
+    such a loader and the ranks of a group split them.
+    """
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    batches = BatchSampler(RandomSampler(dataset, generator=generator), global_batch, drop_last=True)
+    return DataLoader(dataset, batch_sampler=RankSliceSampler(batches, ranks), num_workers=num_workers,
+                      generator=generator, pin_memory=ranks.device.type == "cuda")
 
 
 def sgd_poly(groups: list[dict[str, Any]], momentum: float, weight_decay: float, max_iters: int,
@@ -108,6 +127,11 @@ def finish_training(out: str | os.PathLike, file_format: str, params: dict[str, 
                      "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
     write_text(losses_csv, losses_csv_text(rows, columns))
     resume_path(out).unlink(missing_ok=True)
+    return training_summary(rows, epochs, seconds)
+
+
+def training_summary(rows: list[dict[str, float]], epochs: int, seconds: float) -> dict[str, Any]:
+    """What :func:`finish_training` returns, for the ranks that leave the writing to rank 0."""
     return {"epochs": epochs, "iterations": len(rows), "seconds_this_run": round(seconds, 2),
             "final_loss": rows[-1]["loss"] if rows else None}
 

@@ -16,14 +16,15 @@ rule train_cam:
     log:
         "logs/{dataset}/train_cam/{variant}.log",
     benchmark:
-        "benchmarks/{dataset}/train_cam/{variant}.tsv"
+        "logs/{dataset}/benchmarks/train_cam/{variant}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 4
     resources:
+        **ddp_resources(PARAMS.cam_train.gpus),
         mem_mb=16000,
         runtime=720,
-        gpu=1,
+        gpu=PARAMS.cam_train.gpus,
     params:
         root=DATA_ROOT,
         loss_variant=lambda wildcards: LOSS_VARIANT[wildcards.variant],
@@ -31,7 +32,8 @@ rule train_cam:
             f"--support {input.support}" if "support" in input.keys() else ""
         ),
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --gpus {resources.gpu} --"
+        " python -m pixsup.launch --nproc {resources.gpu} --"
         " python -m pixsup.steps.train_cam --params {input.params} --root {params.root}"
         " --split train_aug --variant {params.loss_variant} {params.support}"
         " --out {output.model} --losses {output.losses} --log {log} --quiet"
@@ -48,7 +50,7 @@ rule make_cams:
     log:
         "logs/{dataset}/make_cams/{variant}/{split}/{shard}-of-{num_shards}.log",
     benchmark:
-        "benchmarks/{dataset}/make_cams/{variant}/{split}/{shard}-of-{num_shards}.tsv"
+        "logs/{dataset}/benchmarks/make_cams/{variant}/{split}/{shard}-of-{num_shards}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 2
@@ -78,6 +80,7 @@ rule gather_cams:
         index="results/{dataset}/{variant}/cams/{split}/index.json",
     log:
         "logs/{dataset}/gather_cams/{variant}/{split}.log",
+    localrule: True
     conda:
         "../../envs/pixsup.yaml"
     threads: 1

@@ -68,6 +68,25 @@ wildcard_constraints:
     mode="ss|ms",
 
 
+def ddp_resources(gpus):
+    """SLURM resources of a training job on `gpus` GPUs (one DDP process each).
+
+    With one GPU nothing is added. With more, the job is an "mpi" job to the
+    SLURM executor: it gets `gpus` tasks, one GPU each, and the rule's own
+    command starts them (`pixsup.launch` runs `srun`) instead of the executor
+    wrapping the command in a single-task `srun`. `threads` stays the job's
+    total: each task gets its share.
+    """
+    if gpus == 1:
+        return {}
+    return {
+        "tasks": gpus,
+        "tasks_per_gpu": 1,
+        "mpi": "srun",
+        "cpus_per_task": lambda wildcards, threads: max(1, threads // gpus),
+    }
+
+
 def params_file(step):
     """The resolved params file a step reads (written by write_params)."""
     return f"results/{{dataset}}/params/{step}.yaml"

@@ -38,7 +38,7 @@ rule train_irn:
     log:
         "logs/{dataset}/train_irn/{variant}.log",
     benchmark:
-        "benchmarks/{dataset}/train_irn/{variant}.tsv"
+        "logs/{dataset}/benchmarks/train_irn/{variant}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 4
@@ -66,7 +66,7 @@ rule make_pseudo_masks:
     log:
         "logs/{dataset}/make_pseudo_masks/{variant}_{method}.log",
     benchmark:
-        "benchmarks/{dataset}/make_pseudo_masks/{variant}_{method}.tsv"
+        "logs/{dataset}/benchmarks/make_pseudo_masks/{variant}_{method}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 4

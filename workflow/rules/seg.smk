@@ -14,18 +14,20 @@ rule train_seg:
     log:
         "logs/{dataset}/train_seg.log",
     benchmark:
-        "benchmarks/{dataset}/train_seg.tsv"
+        "logs/{dataset}/benchmarks/train_seg.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 4
     resources:
+        **ddp_resources(PARAMS.seg_train.gpus),
         mem_mb=16000,
         runtime=1440,
-        gpu=1,
+        gpu=PARAMS.seg_train.gpus,
     params:
         root=DATA_ROOT,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --gpus {resources.gpu} --"
+        " python -m pixsup.launch --nproc {resources.gpu} --"
         " python -m pixsup.steps.train_seg --params {input.params} --root {params.root} --split train_aug"
         " --masks {input.masks} --cam-model {input.cam_model} --out {output.model}"
         " --losses {output.losses} --log {log} --quiet"
@@ -42,7 +44,7 @@ rule make_seg_preds:
     log:
         "logs/{dataset}/make_seg_preds/val_{mode}.log",
     benchmark:
-        "benchmarks/{dataset}/make_seg_preds/val_{mode}.tsv"
+        "logs/{dataset}/benchmarks/make_seg_preds/val_{mode}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 2
@@ -91,7 +93,7 @@ rule make_test_submission:
     log:
         "logs/{dataset}/make_test_submission.log",
     benchmark:
-        "benchmarks/{dataset}/make_test_submission.tsv"
+        "logs/{dataset}/benchmarks/make_test_submission.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 2

@@ -26,21 +26,28 @@ class _VocSplit(Dataset):
         self.index = VocIndex(root, cls_labels)
         self.split = split
         self.ids = read_split(root, split)
-        # Per process (each DataLoader worker keeps its own copy): avoids
-        # re-decoding for the check on every later epoch.
-        self._checked: set[str] = set()
+        # One flag per item in shared memory: DataLoader workers, new processes at every epoch
+        # unless persistent, see each other's checks, so an item is checked once per run.
+        self._checked = torch.zeros(len(self.ids), dtype=torch.bool).share_memory_()
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _checked_id(self, i: int) -> str:
+    def _load_image(self, i: int) -> tuple[str, np.ndarray]:
+        """The id and decoded image of item ``i``; the first time, the item is checked too, on the
+        image already decoded."""
         image_id = self.ids[i]
-        if image_id not in self._checked:
-            problems = check_item(self.index, image_id, require_mask=False)
-            if problems:
-                raise DataError("; ".join(problems))
-            self._checked.add(image_id)
-        return image_id
+        if self._checked[i]:
+            return image_id, self.index.load_image(image_id)
+        try:
+            image = self.index.load_image(image_id)
+        except DataError:
+            image = None  # check_item reports it with the item's other problems
+        problems = check_item(self.index, image_id, require_mask=False, image=image)
+        if problems:
+            raise DataError("; ".join(problems))
+        self._checked[i] = True
+        return image_id, image
 
 
 class CamTrainDataset(_VocSplit):
@@ -71,9 +78,9 @@ class CamTrainDataset(_VocSplit):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """``{"image": float32 3 x C x C normalised tensor, "label": float32 (20,) tensor, "id": str}``."""
-        image_id = self._checked_id(i)
+        image_id, image = self._load_image(i)
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        image, _ = self.transform(self.index.load_image(image_id), None, rng)
+        image, _ = self.transform(image, None, rng)
         return {
             "image": normalize_image(image),
             "label": torch.from_numpy(self.index.image_labels(image_id)),
@@ -92,9 +99,9 @@ class CamInferDataset(_VocSplit):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """``{"image": uint8 H x W x 3 numpy, "label": float32 (20,) numpy, "id": str}``."""
-        image_id = self._checked_id(i)
+        image_id, image = self._load_image(i)
         return {
-            "image": self.index.load_image(image_id),
+            "image": image,
             "label": self.index.image_labels(image_id),
             "id": image_id,
         }
@@ -126,9 +133,8 @@ class LabelFolderDataset(_VocSplit):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """``{"image": float32 3 x C x C tensor, "target": int64 C x C tensor, "id": str}``."""
-        image_id = self._checked_id(i)
+        image_id, image = self._load_image(i)
         label = read_label_png(self.label_dir / f"{image_id}.png")
-        image = self.index.load_image(image_id)
         if label.shape != image.shape[:2]:
             raise DataError(f"{self.label_dir / image_id}.png: size {label.shape} differs from the image's "
                             f"{image.shape[:2]}")

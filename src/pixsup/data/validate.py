@@ -12,7 +12,7 @@ from .voc import DataError, VocIndex, read_split
 from .voc_format import IGNORE_INDEX, NUM_FG_CLASSES, SPLIT_DIR
 
 
-def check_item(index: VocIndex, image_id: str, require_mask: bool) -> list[str]:
+def check_item(index: VocIndex, image_id: str, require_mask: bool, image: np.ndarray | None = None) -> list[str]:
     """All problems of one id: image, mask and image-level label.
 
     Args:
@@ -20,6 +20,7 @@ def check_item(index: VocIndex, image_id: str, require_mask: bool) -> list[str]:
         image_id: The id to check.
         require_mask: Report a missing mask (segmentation splits); otherwise a
             mask is checked only when present.
+        image: The image, when the caller has decoded it already (it is not decoded again).
 
     Returns:
         One message per problem, each naming the file; empty when the id is fine.
@@ -27,7 +28,7 @@ def check_item(index: VocIndex, image_id: str, require_mask: bool) -> list[str]:
     problems: list[str] = []
     image_shape: tuple[int, ...] | None = None
     try:
-        image_shape = index.load_image(image_id).shape[:2]
+        image_shape = (index.load_image(image_id) if image is None else image).shape[:2]
     except DataError as exc:
         problems.append(str(exc))
 

@@ -34,12 +34,16 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def setup_logging(log_file: str | None) -> None:
+def setup_logging(log_file: str | None, rank: int = 0) -> None:
+    """INFO to stderr and ``log_file``; a rank other than 0 of a multi-process step logs only warnings,
+    to stderr, so the log reads as that of one process."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
+    if log_file and rank == 0:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    prefix = f"[rank {rank}] " if rank else ""
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s {prefix}%(name)s %(levelname)s %(message)s",
                         handlers=handlers, force=True)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 from torch.utils.data import Subset
 
 from ..cams import dump_cams, gather_manifests, manifest_name, shard_positions
@@ -77,9 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         ids = [dataset.ids[i] for i in positions]
         device = resolve_device(args.device)
         model, _ = load_cam_net(args.model)
-        model.to(device).eval()
-        if device.type == "cuda":
-            model.to(memory_format=torch.channels_last)
         out = Path(args.out)
         started = time.perf_counter()
         dump_cams(model, Subset(dataset, positions), cfg, out, device,
@@ -87,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         write_json(out_manifest, {
             "split": args.split, "ids": ids, "shard": shard, "num_shards": total, "model": args.model,
-            "scales": list(cfg.scales), "flip": cfg.flip, "cam_stride": cfg.cam_stride,
+            "scales": list(cfg.scales), "flip": cfg.flip, "cam_stride": cfg.cam_stride, "precision": cfg.precision,
             "keys": {"keys": "int64 (K,) class ids 1..20", "cam": "float16 (K, h/stride, w/stride)",
                      "high_res": "float16 (K, H, W)"},
         })

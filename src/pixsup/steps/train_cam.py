@@ -9,6 +9,8 @@ Outputs: --out (final weights, ``pixsup.cam_net/1`` torch file), ``<out>.losses.
          (per-iteration loss terms, or --losses), ``<out>.meta.json`` (params, commit,
          versions, seed, timing). While running: ``<out>.resume.pt`` after every
          epoch; rerunning the same command resumes from it.
+Several GPUs: run it under ``python -m pixsup.launch --nproc N --``; cam_train.batch_size
+         stays the global batch (each process takes batch_size / N) and only rank 0 writes.
 
 Example:
   python -m pixsup.steps.train_cam --params params.yaml --root data/synthetic/VOC2012 \\
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from ..config import load_params, section_dict
 from ..data.voc import load_cls_labels_npy
+from ..distributed import launch_rank
 from ..provenance import StepRecord
 from ..train import VARIANTS, train_cam
 from . import _cli
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="end after this epoch, keeping the resume checkpoint (for time-sliced jobs)")
     _cli.add_common_arguments(p)
     args = p.parse_args(argv)
-    _cli.setup_logging(args.log)
+    _cli.setup_logging(args.log, rank=launch_rank())
 
     def body() -> int:
         params = load_params(args.params)
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = train_cam(cfg, args.root, args.split, args.variant, args.out, support_ckpt=args.support,
                             losses_csv=args.losses, cls_labels=cls_labels, device=args.device,
                             stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
-        if summary["finished"]:
+        if summary["finished"] and launch_rank() == 0:
             record.write(args.out, extra={"variant": args.variant, "support": args.support,
                                           "split": args.split, "summary": summary})
         return 0

@@ -6,6 +6,8 @@ Inputs:  --masks (a make_pseudo_masks folder covering the split), --root (VOC201
 Outputs: --out (``pixsup.segnet/1`` torch file: params and weights), ``<out>.losses.csv``
          (epoch, iteration, lr, loss) or --losses, ``<out>.meta.json``. While running:
          ``<out>.resume.pt`` after every epoch; rerunning the same command resumes from it.
+Several GPUs: run it under ``python -m pixsup.launch --nproc N --``; seg_train.batch_size
+         stays the global batch (each process takes batch_size / N) and only rank 0 writes.
 
 Example:
   python -m pixsup.steps.train_seg --params params.yaml --root data/synthetic/VOC2012 \\
@@ -15,6 +17,7 @@ Example:
 from __future__ import annotations
 
 from ..config import load_params, section_dict
+from ..distributed import launch_rank
 from ..provenance import StepRecord
 from ..segmentation import train_seg
 from . import _cli
@@ -30,17 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="network file to write")
     p.add_argument("--losses", default=None, help="loss CSV (default: <out>.losses.csv)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--stop-after-epoch", type=int, default=None,
+                   help="end after this epoch, keeping the resume checkpoint (for time-sliced jobs)")
     _cli.add_common_arguments(p)
     args = p.parse_args(argv)
-    _cli.setup_logging(args.log)
+    _cli.setup_logging(args.log, rank=launch_rank())
 
     def body() -> int:
         params = load_params(args.params)
         cfg = params.seg_train
         record = StepRecord("train_seg", section_dict(params, "seg_train"), seed=cfg.seed)
         summary = train_seg(cfg, args.root, args.split, args.masks, args.out, losses_csv=args.losses,
-                            device=args.device, cam_checkpoint=args.cam_model, progress=not args.quiet)
-        record.write(args.out, extra={"summary": summary, "masks": args.masks})
+                            device=args.device, cam_checkpoint=args.cam_model,
+                            stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
+        if summary["finished"] and launch_rank() == 0:
+            record.write(args.out, extra={"summary": summary, "masks": args.masks})
         return 0
 
     return _cli.run(body)

@@ -1,0 +1,341 @@
+"""Training with several processes (ranks), one per device, under ``torch.distributed``.
+
+:func:`process_group` sets the group up from the environment a launcher leaves:
+
+- torchrun (``python -m pixsup.launch`` off SLURM): ``RANK``, ``WORLD_SIZE``,
+  ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``;
+- srun (``python -m pixsup.launch`` in a SLURM allocation): ``SLURM_PROCID``,
+  ``SLURM_STEP_NUM_TASKS`` (or ``SLURM_NTASKS``), ``SLURM_LOCALID``; the master is
+  127.0.0.1 on one node, else the first host of the step's node list (or
+  ``SLURM_LAUNCH_NODE_IPADDR``), and the port comes from the job and step ids
+  (:func:`slurm_master_port`). Only a task of an srun step counts (``SLURM_STEP_ID``
+  set): a batch script also carries ``SLURM_PROCID`` and ``SLURM_NTASKS`` but is one process.
+
+With neither, or a world of one, nothing is initialised and training is exactly
+what it is in one process. Backend: gloo on the CPU, nccl on CUDA, where each
+rank takes ``cuda:LOCAL_RANK``.
+
+:class:`Ranks` is what training code asks of the group: which rank it is, sums
+over ranks of what a loss needs from the whole (global) batch, and the model
+wrapped for DistributedDataParallel with BatchNorm statistics of the global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import BatchSampler, Sampler
+
+from .config import ConfigError
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """Where this process sits among the launched ones, and where rank 0 listens."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    try:
+        return int(env[name])
+    except ValueError:
+        raise ValueError(f"environment variable {name}={env[name]!r} is not an integer") from None
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: ``gpu[003-005,010],cpu1`` -> ``gpu003``."""
+    depth, end = 0, len(nodelist)
+    for i, char in enumerate(nodelist):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            end = i
+            break
+    return re.sub(r"\[([^\]]*)\]", lambda m: re.split(r"[-,]", m.group(1))[0], nodelist[:end])
+
+
+def slurm_master_port(env: Mapping[str, str]) -> int:
+    """A port in 10000-32399 (below Linux's ephemeral range) from the job and step ids.
+
+    Distinct for two steps of one job whose ids differ by less than 32, and for
+    two jobs whose ids differ by less than 700, so concurrent steps on one node
+    do not collide.
+    """
+    job = _int(env, "SLURM_JOB_ID") if "SLURM_JOB_ID" in env else 0
+    step = _int(env, "SLURM_STEP_ID")
+    return 10000 + (job % 700) * 32 + step % 32
+
+
+def _slurm_master_addr(env: Mapping[str, str]) -> str:
+    nodes = _int(env, "SLURM_STEP_NUM_NODES") if "SLURM_STEP_NUM_NODES" in env else 1
+    if nodes == 1:
+        return "127.0.0.1"
+    nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if nodelist:
+        return first_host(nodelist)
+    if "SLURM_LAUNCH_NODE_IPADDR" in env:
+        return env["SLURM_LAUNCH_NODE_IPADDR"]
+    raise ValueError(f"srun step on {nodes} nodes without a node list or SLURM_LAUNCH_NODE_IPADDR: "
+                     "cannot tell where rank 0 listens; set MASTER_ADDR")
+
+
+def launch_env(env: Mapping[str, str] | None = None) -> LaunchEnv | None:
+    """The launcher's view of this process, or None when no launcher started it."""
+    env = os.environ if env is None else env
+    if "RANK" in env:
+        missing = [name for name in TORCHRUN_VARIABLES if name not in env]
+        if missing:
+            raise ValueError(f"RANK is set but {', '.join(missing)} are not: start the processes with "
+                             "torchrun or python -m pixsup.launch")
+        return LaunchEnv(_int(env, "RANK"), _int(env, "WORLD_SIZE"), _int(env, "LOCAL_RANK"),
+                         env["MASTER_ADDR"], _int(env, "MASTER_PORT"))
+    if "SLURM_STEP_ID" in env and "SLURM_PROCID" in env:
+        world_key = "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env else "SLURM_NTASKS"
+        local = _int(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0
+        # MASTER_ADDR / MASTER_PORT set by hand win over the derived ones.
+        addr = env.get("MASTER_ADDR") or _slurm_master_addr(env)
+        port = _int(env, "MASTER_PORT") if env.get("MASTER_PORT") else slurm_master_port(env)
+        return LaunchEnv(_int(env, "SLURM_PROCID"), _int(env, world_key), local, addr, port)
+    return None
+
+
+def launch_rank(env: Mapping[str, str] | None = None) -> int:
+    """This process's rank as its launcher set it (0 when none did), for deciding who logs and writes
+    before and after the group exists; the rest of the environment is checked by :func:`launch_env`."""
+    env = os.environ if env is None else env
+    if "RANK" in env:
+        return _int(env, "RANK")
+    if "SLURM_STEP_ID" in env and "SLURM_PROCID" in env:
+        return _int(env, "SLURM_PROCID")
+    return 0
+
+
+class RankSliceSampler(Sampler[list[int]]):
+    """Rank ``r``'s contiguous slice of every global batch of ``batches``.
+
+    All ranks draw the same global batches (the same sampler and seed), so at
+    every iteration the union of the ranks' batches is the batch one process
+    would train on, in the same order.
+    """
+
+    def __init__(self, batches: BatchSampler, ranks: "Ranks") -> None:
+        self.batches = batches
+        self.per_rank = ranks.per_rank_batch(batches.batch_size, "batch_size")
+        self.start = ranks.rank * self.per_rank
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            yield batch[self.start: self.start + self.per_rank]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose gradient is the sum over ranks of the gradients of its output."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d normalising with the mean and variance of the global batch, summed over the
+    ranks with gradients; torch's SyncBatchNorm does the same on GPUs only.
+
+    Statistics are accumulated in float64 from per-channel sums, so they match one process's to
+    about 1e-7; the running statistics follow the same update as BatchNorm2d's.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return super().forward(x)
+        channels = x.shape[1]
+        dims = [0] + list(range(2, x.dim()))
+        sums = torch.cat([x.double().sum(dims), (x.double() ** 2).sum(dims)])
+        sums = _SumOverRanks.apply(sums)
+        count = x.numel() // channels * dist.get_world_size()
+        mean = sums[:channels] / count
+        var = sums[channels:] / count - mean * mean
+        if self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+                unbiased = var * count / max(count - 1, 1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        y = (x - mean.to(x.dtype).view(shape)) * torch.rsqrt(var.to(x.dtype).view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+    @classmethod
+    def convert(cls, module: nn.Module) -> nn.Module:
+        """``module`` with every BatchNorm2d replaced by one of these sharing its parameters and buffers."""
+        if type(module) is nn.BatchNorm2d:
+            synced = cls(module.num_features, module.eps, module.momentum, module.affine,
+                         module.track_running_stats)
+            if module.affine:
+                synced.weight, synced.bias = module.weight, module.bias
+            if module.track_running_stats:
+                synced.running_mean, synced.running_var = module.running_mean, module.running_var
+                synced.num_batches_tracked = module.num_batches_tracked
+            return synced.train(module.training)
+        for name, child in module.named_children():
+            module.add_module(name, cls.convert(child))
+        return module
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """The processes training one model, seen from one of them; the default is a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that writes files and shows progress."""
+        return self.rank == 0
+
+    def per_rank_batch(self, global_batch: int, key: str) -> int:
+        """Each rank's share of the global batch ``key``; a ConfigError when it does not divide."""
+        if global_batch % self.world_size:
+            raise ConfigError(
+                f"{key} {global_batch} is the global batch and must divide among {self.world_size} processes "
+                f"(each takes {key} / processes): use a multiple of {self.world_size}")
+        return global_batch // self.world_size
+
+    def sum(self, tensor: Tensor) -> Tensor:
+        """Sum over ranks of a tensor that needs no gradient (a count, a prototype sum)."""
+        if self.world_size == 1:
+            return tensor
+        total = tensor.detach().clone()
+        dist.all_reduce(total)
+        return total
+
+    def share_of_mean(self, local_total: Tensor, global_count: Tensor) -> Tensor:
+        """This rank's share of the global batch mean ``sum over ranks of local_total / global_count``.
+
+        DistributedDataParallel averages gradients over ranks, so each rank
+        returns ``world_size`` shares: their average is the global mean, whose
+        gradient is then that of one process on the whole batch.
+        """
+        return local_total * self.world_size / global_count
+
+    def mean_over_ranks(self, values: dict[str, Tensor]) -> dict[str, float]:
+        """Scalars averaged over ranks (each rank's shares average to the global value), for logging."""
+        if self.world_size == 1:
+            return {key: value.item() for key, value in values.items()}
+        stacked = torch.stack([value.detach().float() for value in values.values()])
+        dist.all_reduce(stacked)
+        return dict(zip(values, (stacked / self.world_size).tolist()))
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def wrap(self, model: nn.Module, unused_parameters: bool = False) -> nn.Module:
+        """``model`` for training on every rank: BatchNorm over the global batch and gradients averaged
+        by DistributedDataParallel. Parameters stay the same objects, so optimisers built on ``model``
+        keep working; save and update ``model`` itself, not the wrapper. ``unused_parameters``: some
+        trainable parameters may get no gradient in an iteration (DDP then looks for them)."""
+        if self.world_size == 1:
+            return model
+        if self.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            model = GlobalBatchNorm2d.convert(model)
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=unused_parameters)
+
+    def check_identical(self, module: nn.Module, what: str) -> None:
+        """Raise when ``module``'s weights differ between ranks (a cheap per-tensor checksum)."""
+        if self.world_size == 1:
+            return
+        state = module.state_dict()
+        checksum = torch.stack([t.detach().double().sum() for t in state.values()]).to(self.device)
+        gathered = [torch.empty_like(checksum) for _ in range(self.world_size)]
+        dist.all_gather(gathered, checksum)
+        for rank, other in enumerate(gathered[1:], start=1):
+            if not torch.equal(other, gathered[0]):
+                key = list(state)[int((other != gathered[0]).nonzero()[0])]
+                raise RuntimeError(f"{what} differs between rank 0 and rank {rank} (first at {key})")
+
+
+@functools.cache
+def _launcher_store(launched: LaunchEnv) -> dist.Store:
+    # torch's rendezvous joins the store torchrun's agent serves on MASTER_PORT, or has rank 0 serve one.
+    store, _, _ = next(dist.rendezvous(f"tcp://{launched.master_addr}:{launched.master_port}",
+                                       launched.rank, launched.world_size))
+    return store
+
+
+_groups_created = itertools.count()
+
+
+def _fresh_store(launched: LaunchEnv) -> dist.Store:
+    """The launcher's store under a prefix of its own for each group this process creates: the keys a
+    destroyed group left there would mislead the next one (every rank creates its groups in the same
+    order, so their prefixes agree)."""
+    return dist.PrefixStore(f"pixsup/{next(_groups_created)}/", _launcher_store(launched))
+
+
+def _rank_device(device: torch.device, local_rank: int, world_size: int) -> torch.device:
+    if device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise ValueError(f"device {device} names one GPU for all {world_size} processes: use cuda or auto "
+                         "(each process takes cuda:LOCAL_RANK)")
+    count = torch.cuda.device_count()
+    # srun may bind one GPU to each task: then the task's only visible device is its own.
+    index = 0 if count == 1 else local_rank
+    if index >= count:
+        raise ValueError(f"process of local rank {local_rank} finds only {count} GPUs: launch at most "
+                         f"{count} processes per node")
+    return torch.device("cuda", index)
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device) -> Iterator[Ranks]:
+    """The ranks this process trains with: the group is created from the launcher's environment and
+    destroyed on leaving, errors included."""
+    launched = launch_env()
+    if launched is None or launched.world_size == 1:
+        yield Ranks(device=device)
+        return
+    rank_device = _rank_device(device, launched.local_rank, launched.world_size)
+    if rank_device.type == "cuda":
+        torch.cuda.set_device(rank_device)
+    dist.init_process_group("nccl" if rank_device.type == "cuda" else "gloo", store=_fresh_store(launched),
+                            rank=launched.rank, world_size=launched.world_size)
+    try:
+        yield Ranks(launched.rank, launched.world_size, rank_device)
+    finally:
+        dist.destroy_process_group()
