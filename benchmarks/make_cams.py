@@ -38,6 +38,10 @@ BF16_SAME_WORK = 0.1
 BF16_CAM_DEVIATION = 0.02
 BF16_SPEEDUP = 3.0
 BF16_MIOU_POINTS = 0.2
+SEED_METRIC = "seed mIoU of the finished run's `full` CAMs (train): bf16 vs fp32"
+FILE_METRIC = "max |normalised CAM| difference of the finished run's `full` CAM files: bf16 vs fp32"
+SYNTHETIC_TARGETS = {SEED_METRIC: Target("<=", BF16_MIOU_POINTS, "difference"),
+                     FILE_METRIC: Target("<=", BF16_CAM_DEVIATION, "difference")}
 
 
 @torch.no_grad()
@@ -72,8 +76,10 @@ def _inputs(quick: bool) -> tuple[torch.nn.Module, list[np.ndarray], tuple[float
 
 def bf16_hardware() -> str:
     """Whether this CPU has bf16 units, as oneDNN sees them."""
-    supported = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "this CPU has bf16 units" if supported else "this CPU has no bf16 units (AVX2 only): bf16 is emulated"
+    capability = torch.backends.cpu.get_cpu_capability()
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return f"this CPU ({capability}) has bf16 units"
+    return f"this CPU ({capability}) has no bf16 units: bf16 is emulated"
 
 
 def run(options: Options) -> list[Record]:
@@ -110,12 +116,6 @@ def run(options: Options) -> list[Record]:
     else:
         records += _synthetic_records(run_or_reason)
     return records
-
-
-SEED_METRIC = "seed mIoU of the finished run's `full` CAMs (train): bf16 vs fp32"
-FILE_METRIC = "max |normalised CAM| difference of the finished run's `full` CAM files: bf16 vs fp32"
-SYNTHETIC_TARGETS = {SEED_METRIC: Target("<=", BF16_MIOU_POINTS, "difference"),
-                     FILE_METRIC: Target("<=", BF16_CAM_DEVIATION, "difference")}
 
 
 def _synthetic_records(run: FinishedRun) -> list[Record]:

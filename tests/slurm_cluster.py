@@ -174,7 +174,10 @@ class LocalSlurmCluster:
         raise ClusterError(f"the node did not become idle in {timeout:.0f} s (sinfo: {last!r})")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM each daemon by its PID, slurmd first, and wait for it (SIGKILL after ``timeout``)."""
+        """SIGTERM each daemon by its PID, slurmd first, and wait for it (SIGKILL after ``timeout``);
+        then remove the configs written by :meth:`start`. A config left behind would make every later
+        Snakemake start slow: the SLURM executor plugin runs ``scontrol show config`` on import, which
+        waits for the (stopped) controller to time out."""
         for name in ("slurmd", "slurmctld", "munged"):
             pid = self.pids.pop(name, None)
             if pid is None:
@@ -186,6 +189,10 @@ class LocalSlurmCluster:
             if _alive(pid):
                 _signal(pid, signal.SIGKILL)
                 _reap(pid)
+        for name in ("slurm.conf", "gres.conf"):
+            conf = CONF_DIR / name
+            if conf.exists() and MARKER in conf.read_text():
+                conf.unlink()
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -21,7 +21,7 @@ import torch
 import yaml
 from PIL import Image
 
-from slurm_cluster import LocalSlurmCluster, jobcomp_records
+from slurm_cluster import CONF_DIR, LocalSlurmCluster, jobcomp_records
 from workflow_repo import REPO, TINY_PARAMS, copy_repo, jobs_by_rule, merged, run, tool_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
@@ -44,6 +44,7 @@ def cluster(tmp_path_factory):
     cluster.stop()
     left = [name for name, pid in pids.items() if Path(f"/proc/{pid}").exists()]
     assert not left, f"daemons still running after stop: {left}"
+    assert not (CONF_DIR / "slurm.conf").exists()
 
 
 @pytest.fixture(scope="module")
