@@ -51,8 +51,8 @@ def scheduler_record() -> dict[str, str] | None:
     if "SLURM_JOB_ID" not in os.environ:
         return None
     names = {"job_id": "SLURM_JOB_ID", "step_id": "SLURM_STEP_ID", "step_tasks": "SLURM_STEP_NUM_TASKS",
-             "node": "SLURMD_NODENAME",
-             "partition": "SLURM_JOB_PARTITION", "cuda_visible_devices": "CUDA_VISIBLE_DEVICES"}
+             "node": "SLURMD_NODENAME", "partition": "SLURM_JOB_PARTITION",
+             "cuda_visible_devices": "CUDA_VISIBLE_DEVICES"}
     return {key: os.environ[var] for key, var in names.items() if var in os.environ}
 
 
