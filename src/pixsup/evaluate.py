@@ -13,6 +13,7 @@ from .data.datasets import read_label_png
 from .data.voc import DataError, VocIndex, read_split
 from .data.voc_format import IGNORE_INDEX, NUM_CLASSES
 from .metrics import ThresholdSweep, invalid_values, pair_counts, scores
+from .read_ahead import read_ahead
 
 
 def _ground_truth(index: VocIndex, image_id: str) -> np.ndarray:
@@ -29,9 +30,13 @@ def evaluate_cams(cams_dir: str | Path, root: str | Path, split: str, thresholds
     index = VocIndex(root)
     ids = read_split(root, split)
     sweep = ThresholdSweep(thresholds)
-    for image_id in tqdm(ids, desc=f"eval_cams {split}", disable=not progress):
+
+    def read(image_id: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         mask = _ground_truth(index, image_id)
-        cams = load_cam_file(cams_dir / f"{image_id}.npz", image_size=mask.shape)
+        return mask, load_cam_file(cams_dir / f"{image_id}.npz", image_size=mask.shape)
+
+    for image_id, (mask, cams) in tqdm(read_ahead(read, ids), total=len(ids), desc=f"eval_cams {split}",
+                                       disable=not progress):
         try:
             sweep.add(cams["high_res"], cams["keys"], mask)
         except ValueError as exc:
@@ -57,11 +62,16 @@ def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, p
         raise DataError(f"{masks_dir}: no PNG for {len(missing)} ids of '{split}', e.g. {', '.join(missing[:5])}")
     # One (ground truth, prediction) pair histogram for the split; its top-left corner is the confusion matrix.
     pairs = np.zeros((256, 256), np.int64)
-    for image_id in tqdm(ids, desc=f"eval {split}", disable=not progress):
+
+    def count(image_id: str) -> np.ndarray:
+        # Counted in the reader threads too: decoding dominates, and images are independent.
         gt, pred = _ground_truth(index, image_id), read_label_png(masks_dir / f"{image_id}.png")
         if pred.shape != gt.shape:
             raise DataError(f"{masks_dir / image_id}.png: size {pred.shape} differs from the ground truth's {gt.shape}")
-        counts = pair_counts(gt, pred)
+        return pair_counts(gt, pred)
+
+    for image_id, counts in tqdm(read_ahead(count, ids), total=len(ids), desc=f"eval {split}",
+                                 disable=not progress):
         bad_gt, bad_pred = invalid_values(counts)
         if bad_pred:
             raise DataError(f"{masks_dir / image_id}.png: value {bad_pred[-1]} is not a class id 0..20")
