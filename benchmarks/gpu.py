@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixsup.cams import cam_maps, inference_model
+from pixsup.cams import cam_maps
+from pixsup.models.inference import inference_model
 from pixsup.config import AugmentConfig, CamInferConfig, CamTrainConfig
 from pixsup.io import write_text
 from pixsup.models import create_model

@@ -3,7 +3,7 @@
 The baseline is what reference code does: for every image and scale, one fp32
 forward of the image and its mirror, the network as trained (NCHW, BatchNorm
 layers of their own). Ours is :func:`pixsup.cams.cam_maps` on
-:func:`pixsup.cams.inference_model` (channels_last, BatchNorm folded) at each
+:func:`pixsup.models.inference.inference_model` (channels_last, BatchNorm folded) at each
 ``cam_infer.precision``. ResNet-50 at output stride 16, the default scales.
 With a finished workflow run, the seed mIoU of its CAMs in bf16 and fp32 is
 compared too (the criterion for making bf16 the default).
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pixsup.cams import cam_maps, dump_cams, inference_model, load_cam_file
+from pixsup.cams import cam_maps, dump_cams, load_cam_file
+from pixsup.models.inference import inference_model
 from pixsup.checkpoints import load_cam_net
 from pixsup.config import CamInferConfig
 from pixsup.data.datasets import CamInferDataset

@@ -13,8 +13,6 @@ divided by its maximum (+1e-5), so values lie in [0, 1].
 
 from __future__ import annotations
 
-import copy
-import logging
 import math
 import os
 from pathlib import Path
@@ -24,18 +22,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.experimental.optimization import fuse as fuse_conv_bn
-from torch.fx.proxy import TraceError
 
 from .data.transforms import normalize_image
 from .io import save_npz
+from .models.inference import inference_model
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from .config import CamInferConfig
 
-log = logging.getLogger(__name__)
 
 CAM_KEYS = ("keys", "cam", "high_res")
 
@@ -45,22 +41,6 @@ class CamFileError(ValueError):
 
 
 PRECISIONS = ("fp32", "bf16")
-
-
-def inference_model(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """A copy of a CAM network ready for inference: eval mode, channels_last, on ``device``.
-
-    Each BatchNorm that follows a convolution is folded into it (``torch.fx``'s
-    conv-bn fusion): the same CAMs up to float rounding (about 1e-6 relative),
-    one pass over every feature map less. A backbone that cannot be traced
-    keeps its BatchNorm layers.
-    """
-    model = copy.deepcopy(model).eval()
-    try:
-        model.backbone = fuse_conv_bn(model.backbone)
-    except TraceError as exc:
-        log.info("BatchNorm not folded: the backbone cannot be traced (%s)", exc)
-    return model.to(device, memory_format=torch.channels_last)
 
 
 @torch.no_grad()

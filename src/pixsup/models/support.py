@@ -7,11 +7,17 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from .inference import inference_model
+
 
 class SupportNet(nn.Module):
     """A gradient-free copy of a CAM network, always run in eval mode.
 
-    ``kind="frozen"``: the trained baseline, fixed for the whole run.
+    ``kind="frozen"``: the trained baseline, fixed for the whole run. It runs
+    as :func:`inference_model` does (BatchNorm folded into the convolutions,
+    channels_last), the same CAMs up to float rounding at a lower cost: its
+    forward passes at every MAM scale are most of what `full` adds to a
+    training step (docs/performance.md).
     ``kind="ema"``: an exponential moving average of MainNet, updated by
     :meth:`update` after every optimiser step.
     """
@@ -20,7 +26,7 @@ class SupportNet(nn.Module):
         super().__init__()
         if kind not in ("frozen", "ema"):
             raise ValueError(f"unknown SupportNet kind '{kind}' (frozen | ema)")
-        self.net = copy.deepcopy(net)
+        self.net = inference_model(net) if kind == "frozen" else copy.deepcopy(net)
         self.kind = kind
         self.momentum = momentum
         for param in self.net.parameters():
@@ -34,6 +40,8 @@ class SupportNet(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor, with_proj: bool = True) -> dict[str, Tensor]:
+        if self.kind == "frozen":
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x, with_proj=with_proj)
 
     @torch.no_grad()
