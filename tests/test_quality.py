@@ -37,11 +37,12 @@ from pixsup.train import train_cam
 REPO = Path(__file__).resolve().parents[1]
 
 # docs/design-study.md: with params.yaml's seed 0 the full method led the
-# same-budget baseline by 3.3 points on train (36.8 vs 33.5). Over seeds 0-2 the
-# gap was 3.3, 1.3 and 2.5 (the baseline alone moved between 31.7 and 34.7), so
-# a change of seed, thread count or CPU kernels can move it by about 2 points.
+# same-budget baseline by 3.3 points on train (36.8 vs 33.5), and by 3.2 (36.72 vs
+# 33.50) since the frozen SupportNet runs with BatchNorm folded. Over seeds 0-2
+# the gap was 3.3, 1.3 and 2.5 (the baseline alone moved between 31.7 and 34.7),
+# so a change of seed, thread count or CPU kernels can move it by about 2 points.
 # The assertion keeps the measured gain net of that allowance.
-MEASURED_GAIN = 3.3
+MEASURED_GAIN = 3.2
 NOISE = 2.0
 
 
