@@ -10,7 +10,7 @@ Stages: make_cams, train_cam, evaluation, random_walk, workflow, data_loading.
 --gpu runs the GPU benchmark instead (benchmarks/gpu.py; needs CUDA).
 
 Examples:
-  python -m benchmarks                           # every stage (about 15 minutes on 2 cores)
+  python -m benchmarks                           # every stage (about 25 minutes on 2 cores)
   python -m benchmarks --only evaluation random_walk
   python -m benchmarks --quick --out /tmp/b.json # small inputs: a smoke run, not figures
   python -m benchmarks --workflow-root /tmp/copy # time the no-op workflow of another finished run

@@ -7,6 +7,8 @@ them, with all, and with all but one of each in turn; ratios are against
 
 - CAM training: images/s of the `full` variant (MainNet + frozen SupportNet,
   RCM + MAM) with ResNet-50 on 512 px crops, batch 16, and its peak memory;
+  channels_last is MainNet's: the frozen SupportNet always runs folded and
+  channels_last, as in training;
 - make_cams: images/s of multi-scale + flip inference (the default scales) on
   VOC-sized images, and its peak memory. Pinned memory does not apply (one
   image per copy).
@@ -28,10 +30,10 @@ import numpy as np
 import torch
 
 from pixsup.cams import cam_maps
-from pixsup.models.inference import inference_model
 from pixsup.config import AugmentConfig, CamInferConfig, CamTrainConfig
 from pixsup.io import write_text
 from pixsup.models import create_model
+from pixsup.models.inference import inference_model
 from pixsup.models.support import SupportNet
 from pixsup.train import compute_losses
 
@@ -88,8 +90,7 @@ def train_images_per_second(device: torch.device, opts: frozenset[str], sizes: S
     main = create_model(sizes.backbone, proj_dim=cfg.proj_dim, pretrained="none").to(device).train()
     support = SupportNet(main, "frozen")
     memory_format = torch.channels_last if "channels_last" in opts else torch.contiguous_format
-    main.to(memory_format=memory_format)
-    support.to(memory_format=memory_format)
+    main.to(memory_format=memory_format)  # MainNet only: the frozen SupportNet is channels_last as in training
     if "compile" in opts:
         main, support.net = torch.compile(main), torch.compile(support.net)
     optimizer = torch.optim.SGD([p for p in main.parameters() if p.requires_grad], lr=cfg.lr, momentum=0.9)

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from pixsup.cams import cam_maps, dump_cams, load_cam_file
-from pixsup.models.inference import inference_model
 from pixsup.checkpoints import load_cam_net
 from pixsup.config import CamInferConfig
 from pixsup.data.datasets import CamInferDataset
@@ -28,6 +27,7 @@ from pixsup.data.transforms import normalize_image
 from pixsup.evaluate import evaluate_cams
 from pixsup.metrics import sweep_thresholds
 from pixsup.models import create_model
+from pixsup.models.inference import inference_model
 
 from .context import FinishedRun, Options, finished_run
 from .measure import Record, Target, check_close, interleaved_seconds, max_abs_difference, skipped

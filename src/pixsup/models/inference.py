@@ -13,8 +13,9 @@ from torch.fx.proxy import TraceError
 log = logging.getLogger(__name__)
 
 
-def inference_model(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """A copy of a CAM network ready for inference: eval mode, channels_last, on ``device``.
+def inference_model(model: nn.Module, device: torch.device | str | None = None) -> nn.Module:
+    """A copy of a CAM network ready for inference: eval mode, channels_last, on ``device``
+    (None: where ``model`` is).
 
     Each BatchNorm that follows a convolution is folded into it (``torch.fx``'s
     conv-bn fusion): the same CAMs up to float rounding (about 1e-6 relative),
