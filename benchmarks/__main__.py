@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from pixsup.io import write_text
+from pixsup.files import write_text
 
 from . import data_loading, evaluation, make_cams, random_walk, train_cam, workflow
 from .context import Options

@@ -2,10 +2,11 @@
 
 On a synthetic dataset of the configured kind (params.yaml's data.synthetic,
 fewer images), the loader of cam_train (its batch size, crop and workers) runs
-one epoch; the baseline is the training step rate of the `baseline` variant,
-the fastest, on the same batches: the loader must outpace it. A second figure
-compares the loader with the one it replaced, which checked every item again
-(decoding its image a second time) in every new worker process, at every epoch.
+one epoch; the baseline is the training step rate of the `baseline_same_budget`
+variant (classification only, the fastest), on the same batches: the loader
+must outpace it. A second figure compares the loader with the one it replaced,
+which checked every item again (decoding its image a second time) in every new
+worker process, at every epoch.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def run(options: Options) -> list[Record]:
                              for k in ("image", "label")])
         batches = epochs(CamTrainDataset, cfg.num_workers, 1)
         torch.manual_seed(cfg.seed)
-        trainer = Trainer(create_model(cfg.backbone, proj_dim=cfg.proj_dim, pretrained="none"), cfg, "baseline")
+        trainer = Trainer(create_model(cfg.backbone, proj_dim=cfg.proj_dim, pretrained="none"), cfg,
+                          "baseline_same_budget")
         seconds = interleaved_seconds({
             # The first epoch, every item checked: the loader's slowest.
             "loader": lambda: epochs(CamTrainDataset, cfg.num_workers, 1),

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixsup.cams import save_cam_file
+from pixsup.cam.cam_files import save_cam_file
 from pixsup.data.voc_format import IGNORE_INDEX, MASK_DIR, NUM_CLASSES, SPLIT_DIR, voc_palette
-from pixsup.evaluate import evaluate_cams, evaluate_label_folder
-from pixsup.io import save_png, write_text
-from pixsup.metrics import scores, sweep_thresholds
+from pixsup.evaluation.metrics import scores, sweep_thresholds
+from pixsup.evaluation.scoring import evaluate_cams, evaluate_label_folder
+from pixsup.files import save_png, write_text
 
 from .context import Options
 from .measure import Record, Target, check_equal, interleaved_seconds

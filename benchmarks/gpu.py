@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixsup.cams import cam_maps
+from pixsup.cam.inference import cam_maps
+from pixsup.cam.training import compute_losses
 from pixsup.config import AugmentConfig, CamInferConfig, CamTrainConfig
-from pixsup.io import write_text
+from pixsup.files import write_text
 from pixsup.models import create_model
 from pixsup.models.inference import inference_model
 from pixsup.models.support import SupportNet
-from pixsup.train import compute_losses
 
 from .measure import Record, table
 

@@ -2,7 +2,7 @@
 
 The baseline is what reference code does: for every image and scale, one fp32
 forward of the image and its mirror, the network as trained (NCHW, BatchNorm
-layers of their own). Ours is :func:`pixsup.cams.cam_maps` on
+layers of their own). Ours is :func:`pixsup.cam.inference.cam_maps` on
 :func:`pixsup.models.inference.inference_model` (channels_last, BatchNorm folded) at each
 ``cam_infer.precision``. ResNet-50 at output stride 16, the default scales.
 With a finished workflow run, the seed mIoU of its CAMs in bf16 and fp32 is
@@ -19,13 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pixsup.cams import cam_maps, dump_cams, load_cam_file
+from pixsup.cam.cam_files import load_cam_file
+from pixsup.cam.inference import cam_maps, dump_cams
 from pixsup.checkpoints import load_cam_net
 from pixsup.config import CamInferConfig
 from pixsup.data.datasets import CamInferDataset
 from pixsup.data.transforms import normalize_image
-from pixsup.evaluate import evaluate_cams
-from pixsup.metrics import sweep_thresholds
+from pixsup.evaluation.metrics import sweep_thresholds
+from pixsup.evaluation.scoring import evaluate_cams
 from pixsup.models import create_model
 from pixsup.models.inference import inference_model
 

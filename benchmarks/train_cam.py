@@ -1,7 +1,8 @@
-"""train_cam: the step time of the `full` variant (RCM + MAM against a SupportNet) against `baseline`.
+"""train_cam: the step time of the `full` variant (RCM + MAM against a SupportNet) against the baseline.
 
 One SGD step (forward, backward, update) of each variant on the same batch,
-from the same weights. The `full` step adds SupportNet forwards at every MAM
+from the same weights; the baseline is `baseline_same_budget` (classification
+only, no SupportNet). The `full` step adds SupportNet forwards at every MAM
 scale, without backward; the target bounds what that may cost. Two settings:
 the configured one (params.yaml's cam_train) and ResNet-50 on 256 px crops.
 """
@@ -13,10 +14,11 @@ import copy
 import torch
 
 from pixsup.config import CamTrainConfig, load_params
-from pixsup.losses import PrototypeMemory
+from pixsup.cam.losses import PrototypeMemory
+from pixsup.cam.training import compute_losses
+from pixsup.cam.variants import VARIANTS
 from pixsup.models import create_model
 from pixsup.models.support import SupportNet
-from pixsup.train import VARIANTS, compute_losses
 
 from .context import Options
 from .measure import REPO, Record, Target, check_close, interleaved_seconds
@@ -42,7 +44,8 @@ class Trainer:
     """One variant's network, SupportNet and optimiser; ``step`` runs one SGD step and returns the loss terms."""
 
     def __init__(self, main: torch.nn.Module, cfg: CamTrainConfig, variant: str) -> None:
-        self.cfg, (self.use_rcm, self.use_mam) = cfg, VARIANTS[variant]
+        kind = VARIANTS[variant]
+        self.cfg, self.use_rcm, self.use_mam = cfg, kind.rcm, kind.mam
         self.main = copy.deepcopy(main).train()
         self.support = SupportNet(main, "frozen") if self.use_rcm or self.use_mam else None
         self.memory = PrototypeMemory(cfg.rcm.memory) if self.use_rcm else None
@@ -67,7 +70,7 @@ def run(options: Options) -> list[Record]:
         images = torch.randn(cfg.batch_size, 3, crop, crop)
         labels = (torch.rand(cfg.batch_size, 20) < 0.15).float()
         labels[:, 0] = 1.0  # every image has a class
-        full, baseline = Trainer(main, cfg, "full"), Trainer(main, cfg, "baseline")
+        full, baseline = Trainer(main, cfg, "full"), Trainer(main, cfg, "baseline_same_budget")
         # Same weights, same batch: the classification term is the same computation in both.
         check = check_close("cls loss of the first step", full.step(images, labels)["cls"].item(),
                             baseline.step(images, labels)["cls"].item(), 1e-6)

@@ -1,6 +1,6 @@
 """Design study of the self-supervision terms on the synthetic default.
 
-Trains the SupportNet (the baseline) once per seed, then each named row of
+Trains the SupportNet (variant ``support``) once per seed, then each named row of
 ``ROWS`` for the same number of further epochs starting from it, dumps CAMs of
 the chosen split and sweeps the background threshold. Prints a Markdown table
 and writes ``<out>/study.json``. Rows are config overrides of ``cam_train``, so
@@ -20,15 +20,15 @@ from pathlib import Path
 
 import torch
 
-from pixsup.cams import dump_cams
+from pixsup.cam.inference import dump_cams
+from pixsup.cam.training import train_cam
 from pixsup.checkpoints import load_cam_net
 from pixsup.config import load_params, parse_params
-from pixsup.data.synthetic import generate_synthetic
 from pixsup.data.datasets import CamInferDataset
-from pixsup.evaluate import evaluate_cams
-from pixsup.io import write_json
-from pixsup.metrics import sweep_thresholds
-from pixsup.train import train_cam
+from pixsup.data.synthetic import generate_synthetic
+from pixsup.evaluation.metrics import sweep_thresholds
+from pixsup.evaluation.scoring import evaluate_cams
+from pixsup.files import write_json
 
 # Rows are overrides of the method as docs/method.md first defines it (the
 # literal reading of the paper), whatever params.yaml's defaults have become.
@@ -40,7 +40,7 @@ LITERAL = {
 
 # name -> (variant, cam_train overrides as dotted keys)
 ROWS: dict[str, tuple[str, dict[str, object]]] = {
-    "baseline_2x": ("baseline", {}),
+    "baseline_2x": ("baseline_same_budget", {}),
     "rcm": ("rcm", {}),
     "mam_literal": ("mam", {}),
     "full_literal": ("full", {}),
@@ -114,7 +114,7 @@ def main() -> None:
         support = out / f"seed{seed}" / "support.pt"
         t0 = time.perf_counter()
         if not support.is_file():
-            train_cam(params.cam_train, root, "train_aug", "baseline", support, progress=False)
+            train_cam(params.cam_train, root, "train_aug", "support", support, progress=False)
         row = {"row": "support", "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
         row.update({k: score(support, params, root, args.split, out / f"seed{seed}" / "cams" / "support")[k]
                     for k in ("miou", "best_threshold")})

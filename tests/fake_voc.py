@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pixsup.data import voc_format
-from pixsup.io import save_jpeg, save_png, write_text
+from pixsup.files import save_jpeg, save_png, write_text
 
 FIXTURES = Path(__file__).parent / "data" / "voc_sample"
 

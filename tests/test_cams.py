@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from fake_voc import image as ramp_image
-from pixsup.cams import (CamFileError, gather_manifests, infer_cams, load_cam_file, manifest_name, save_cam_file,
-                         shard_positions)
+from pixsup.cam.cam_files import CamFileError, gather_manifests, load_cam_file, manifest_name, save_cam_file, shard_positions
+from pixsup.cam.inference import infer_cams
 from pixsup.models import CamNet, create_model
 
 torch.set_num_threads(1)

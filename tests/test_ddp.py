@@ -1,6 +1,6 @@
 """Training as several processes: two CPU ranks under gloo give the weights of one process.
 
-The two-process run starts once per module, through ``python -m pixsup.launch
+The two-process run starts once per module, through ``python -m pixsup.runtime.launch
 --nproc 2`` (torchrun), and runs ``tests/ddp_worker.py``, which trains through
 the step commands; the same trainings run here in one process for reference.
 Weights may differ by float rounding only (summation order of the all-reduces):
@@ -14,6 +14,7 @@ import copy
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,18 +26,21 @@ from torch.utils.data import DataLoader
 
 from conftest import SMALL_RAW, write_params
 from pixsup.config import ConfigError, parse_params
-from pixsup.distributed import Ranks, first_host, launch_env, launch_rank, slurm_master_port
-from pixsup.launch import launch_command
-from pixsup.launch import main as launch_main
-from pixsup.segmentation import train_seg
-from pixsup.train import train_cam
-from pixsup.training import epoch_loader
+from pixsup.runtime.distributed import Ranks, first_host, launch_env, launch_rank, slurm_master_port
+from pixsup.runtime.launch import launch_command
+from pixsup.runtime.launch import main as launch_main
+from pixsup.pseudo_labels.boundary import train_irn
+from pixsup.segmentation.training import train_seg
+from pixsup.cam.training import train_cam
+from pixsup.engine import epoch_loader
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 TOLERANCE = 1e-4
 
 PARAMS = copy.deepcopy(SMALL_RAW)
 PARAMS["cam_train"]["rcm"] = {"memory": 3}  # earlier batches' prototypes as negatives, one across the resume
+PARAMS["pseudo_labels"] = {"irn": {"backbone": "tiny", "pretrained": "cam", "epochs": 2, "batch_size": 8,
+                                   "num_workers": 0, "resize_long": [56, 72], "crop_size": 64}}
 PARAMS["seg_train"] = {"backbone": "tiny", "pretrained": "none", "aspp_rates": [1, 2], "epochs": 2, "batch_size": 8,
                        "num_workers": 0, "lr": 0.01, "crop_size": 64}
 EMA_PARAMS = copy.deepcopy(PARAMS)
@@ -59,22 +63,25 @@ def runs(tmp_path_factory, small_voc):
     single = folder / "single"
     cam_cfg, ema_cfg = parse_params(PARAMS).cam_train, parse_params(EMA_PARAMS).cam_train
     started = time.perf_counter()
-    train_cam(cam_cfg, small_voc, "train_aug", "baseline", single / "support.pt", progress=False)
+    train_cam(cam_cfg, small_voc, "train_aug", "support", single / "support.pt", progress=False)
     train_cam(cam_cfg, small_voc, "train_aug", "full", single / "full.pt", support_ckpt=single / "support.pt",
               progress=False)
     train_cam(ema_cfg, small_voc, "train_aug", "full", single / "ema.pt", progress=False)
     train_seg(parse_params(PARAMS).seg_train, small_voc, "train_aug", small_voc / "SegmentationClassAug",
               single / "seg.pt", progress=False)
+    # Ground truth stands in for confident labels: only the training is compared.
+    train_irn(parse_params(PARAMS).pseudo_labels.irn, small_voc, "train_aug", small_voc / "SegmentationClassAug",
+              single / "irn.pt", cam_checkpoint=single / "support.pt", progress=False)
     single_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
     env = {**_single_process_env(), "OMP_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, "-m", "pixsup.launch", "--nproc", "2", "--", sys.executable,
+    done = subprocess.run([sys.executable, "-m", "pixsup.runtime.launch", "--nproc", "2", "--", sys.executable,
                            str(WORKER), str(folder), str(small_voc)],
-                          env=env, capture_output=True, text=True, timeout=240)
+                          env=env, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-4000:]
-    print(f"\none process: {single_seconds:.1f} s for 4 trainings; two processes (launch included): "
-          f"{time.perf_counter() - started:.1f} s for 8 trainings")
+    print(f"\none process: {single_seconds:.1f} s for 5 trainings; two processes (launch included): "
+          f"{time.perf_counter() - started:.1f} s for 10 trainings")
     reports = [json.loads((folder / "reports" / f"rank{r}.json").read_text()) for r in (0, 1)]
     return {"folder": folder, "single": single, "ddp": folder / "ddp", "reports": reports,
             "stderr": done.stderr}
@@ -94,15 +101,16 @@ def _loss_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(open(path)))
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("single_name, ddp_name", [
     ("support.pt", "baseline.pt"),  # cls only
     ("full.pt", "full.pt"),  # RCM (prototypes, memory) and MAM against a trained SupportNet
     ("ema.pt", "ema.pt"),  # against an EMA SupportNet, after a warm-up epoch
     ("seg.pt", "seg.pt"),  # DeepLab on masks
+    ("irn.pt", "irn.pt"),  # IRN's boundary branch on labels
 ])
 def test_two_processes_train_the_weights_of_one(runs, single_name, ddp_name):
-    assert [code for report in runs["reports"] for code in report["codes"].values()] == [0] * 2 * 8
+    assert [code for report in runs["reports"] for code in report["codes"].values()] == [0] * 2 * 11
     difference = _max_difference(runs["single"] / single_name, runs["ddp"] / ddp_name)
     print(f"{ddp_name}: max |weight difference| one vs two processes = {difference:.2e}")
     assert difference <= TOLERANCE
@@ -115,22 +123,23 @@ def test_two_processes_train_the_weights_of_one(runs, single_name, ddp_name):
         assert all(float(one[k]) == pytest.approx(float(two[k]), abs=1e-5) for k in one), (one, two)
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", ["resumed.pt", "seg_resumed.pt"])
-def test_resumed_two_process_run_ends_as_the_uninterrupted_one(runs, name):
-    uninterrupted = {"resumed.pt": "full.pt", "seg_resumed.pt": "seg.pt"}[name]
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name, training", [("resumed.pt", "cam"), ("seg_resumed.pt", "seg"),
+                                            ("irn_resumed.pt", "irn")])
+def test_resumed_two_process_run_ends_as_the_uninterrupted_one(runs, name, training):
+    uninterrupted = {"cam": "full.pt", "seg": "seg.pt", "irn": "irn.pt"}[training]
     # After the stop both ranks saw rank 0's resume checkpoint and no final weights.
-    assert [r["stopped_with_resume_checkpoint"]["seg" if name.startswith("seg") else "cam"]
-            for r in runs["reports"]] == [True, True]
+    assert [r["stopped_with_resume_checkpoint"][training] for r in runs["reports"]] == [True, True]
     assert _max_difference(runs["ddp"] / uninterrupted, runs["ddp"] / name) == 0.0
     assert _loss_rows(runs["ddp"] / f"{name}.losses.csv") == _loss_rows(runs["ddp"] / f"{uninterrupted}.losses.csv")
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_only_rank_zero_writes_files_and_logs(runs):
     rank0, rank1 = runs["reports"]
     assert rank1["written"] == []
-    outputs = {"full.pt", "baseline.pt", "ema.pt", "seg.pt", "resumed.pt", "seg_resumed.pt"}
+    outputs = {"full.pt", "baseline.pt", "ema.pt", "seg.pt", "resumed.pt", "seg_resumed.pt", "irn.pt",
+               "irn_resumed.pt"}
     finals = {f"ddp/{name}{suffix}" for name in outputs for suffix in ("", ".losses.csv", ".meta.json")}
     assert set(rank0["written"]) == finals | {f"ddp/{name}.resume.pt" for name in outputs}
     # No resume checkpoint, temporary file or second log left behind.
@@ -138,13 +147,15 @@ def test_only_rank_zero_writes_files_and_logs(runs):
     meta = json.loads((runs["ddp"] / "full.pt.meta.json").read_text())
     assert meta["summary"]["processes"] == 2
     log = (runs["ddp"] / "full.log").read_text()
-    assert [line.split(" INFO ")[1].split(":")[0] for line in log.splitlines() if "pixsup.train INFO" in line] == [
-        "epoch 1/2", "epoch 2/2"]
-    # Four CAM trainings ran their first epoch; rank 1 logged none of them.
-    assert runs["stderr"].count("pixsup.train INFO epoch 1/2") == 4 and "[rank 1]" not in runs["stderr"]
+    assert [line.split(" INFO ")[1].split(":")[0] for line in log.splitlines() if "pixsup.engine INFO" in line] == [
+        "full epoch 1/2", "full epoch 2/2"]
+    # Four CAM trainings, two segmentation and two boundary trainings ran their first epoch; rank 1 logged none.
+    first_epochs = re.findall(r"pixsup\.engine INFO (\w+) epoch 1/2", runs["stderr"])
+    assert sorted(first_epochs) == sorted(["full", "support", "full", "full", "seg", "seg", "irn", "irn"])
+    assert "[rank 1]" not in runs["stderr"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_weight_check_names_the_rank_that_differs(runs):
     assert [r["check_message"] for r in runs["reports"]] == [
         "the probe layer differs between rank 0 and rank 1 (first at weight)"] * 2
@@ -164,7 +175,7 @@ def test_srun_tasks_with_an_indivisible_batch_stop_with_a_clear_error(tmp_path, 
                "SLURM_STEP_NUM_NODES": "1"}
         tasks.append(subprocess.Popen(
             [sys.executable, "-m", "pixsup.steps.train_cam", "--params", str(params), "--root", str(small_voc),
-             "--variant", "baseline", "--out", str(tmp_path / "m.pt"), "--quiet"],
+             "--variant", "support", "--out", str(tmp_path / "m.pt"), "--quiet"],
             env=env, stderr=subprocess.PIPE, text=True))
     errors = [task.communicate(timeout=100)[1] for task in tasks]
     assert [task.returncode for task in tasks] == [2, 2], errors

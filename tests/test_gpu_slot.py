@@ -9,7 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from pixsup.gpu_slot import visible_devices
+from pixsup.runtime.gpu_slot import visible_devices
 from workflow_repo import tool_env
 
 # A job that records which device it got and when it held it.
@@ -22,7 +22,7 @@ RECORD = textwrap.dedent("""
 
 def _launch(tmp_path: Path, name: str, env: dict[str, str], seconds: float = 0.6,
             gpus: int = 1) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pixsup.gpu_slot", "--gpus", str(gpus), "--", sys.executable,
+    return subprocess.Popen([sys.executable, "-m", "pixsup.runtime.gpu_slot", "--gpus", str(gpus), "--", sys.executable,
                              "-c", RECORD, str(tmp_path / f"{name}.txt"), str(seconds)], env=env)
 
 
@@ -60,7 +60,7 @@ def test_multi_gpu_jobs_get_all_their_devices_at_once_and_never_share_one(tmp_pa
     assert len(records) == 3 and all(len(devices) == 2 for devices, _, _ in records)
     # Two pairs out of three devices always share one: the jobs must have run one after another.
     assert [(a, b) for i, a in enumerate(records) for b in records[i + 1:] if a[1] < b[2] and b[1] < a[2]] == []
-    too_many = subprocess.run([sys.executable, "-m", "pixsup.gpu_slot", "--gpus", "4", "--", "true"], env=env,
+    too_many = subprocess.run([sys.executable, "-m", "pixsup.runtime.gpu_slot", "--gpus", "4", "--", "true"], env=env,
                               capture_output=True, text=True, timeout=30)
     assert too_many.returncode == 2 and "4 GPUs asked for, 3 exist (0,1,2)" in too_many.stderr
 
@@ -94,7 +94,7 @@ def test_snakemake_never_puts_two_gpu_jobs_on_one_device(tmp_path):
         rule job:
             output: "out/{{i}}.txt"
             resources: gpu=1
-            shell: "{sys.executable} -m pixsup.gpu_slot -- {sys.executable} record.py {{output}} 1.0"
+            shell: "{sys.executable} -m pixsup.runtime.gpu_slot -- {sys.executable} record.py {{output}} 1.0"
     """))
     env = {**tool_env(), "PIXSUP_GPUS": "0,1", "PIXSUP_GPU_LOCK_DIR": str(tmp_path / "locks")}
     env.pop("CUDA_VISIBLE_DEVICES", None)

@@ -9,7 +9,7 @@ import stat
 import numpy as np
 import pytest
 
-from pixsup.io import atomic_path, save_npz, save_png, write_json
+from pixsup.files import atomic_path, save_npz, save_png, write_json
 from pixsup.provenance import StepRecord, meta_path
 
 

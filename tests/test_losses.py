@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from pixsup.config import CamTrainConfig, MamConfig, RcmConfig
-from pixsup.losses import (IGNORE_REGION, PrototypeMemory, mam_loss, mam_target, normalize_cam, rcm_loss,
+from pixsup.cam.losses import (IGNORE_REGION, PrototypeMemory, mam_loss, mam_target, normalize_cam, rcm_loss,
                            region_labels, region_prototypes)
 from pixsup.models import create_model
 from pixsup.models.support import SupportNet
-from pixsup.train import compute_losses
+from pixsup.cam.training import compute_losses
 
 torch.set_num_threads(1)
 

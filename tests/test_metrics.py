@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pixsup.metrics import ThresholdSweep, confusion_matrix, scores, sweep_thresholds
+from pixsup.evaluation.metrics import ThresholdSweep, confusion_matrix, scores, sweep_thresholds
 
 # The scores example; gt/pred pairs (row = gt, column = pred), one pixel ignored:
 # (0,0) (1,2) (2,2) (2,1) [255 ignored] (1,1) (0,2) (3,0)

@@ -11,7 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
-from pixsup.checkpoints import FORMAT, CheckpointError, load_cam_net, save_cam_net
+from pixsup.checkpoints import CAM_NET_FORMAT, CheckpointError, load_cam_net, save_cam_net
 from pixsup.models import CamNet, available_backbones, create_backbone, create_model, register_backbone
 from pixsup.models.segnet import SegNet
 from pixsup.models.resnet50 import RESNET50_FILE
@@ -231,7 +231,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     save_cam_net(path, model, "tiny", proj_dim=12, extra={"variant": "full"})
     loaded, state = load_cam_net(path)
     loaded.eval()
-    assert state["format"] == FORMAT and state["variant"] == "full"
+    assert state["format"] == CAM_NET_FORMAT and state["variant"] == "full"
     x = torch.randn(2, 3, 40, 40)
     with torch.no_grad():
         a, b = model(x), loaded(x)
@@ -259,7 +259,7 @@ def test_corrupt_checkpoint_raises_naming_the_file(tmp_path: Path) -> None:
 
 def test_checkpoint_without_needed_keys(tmp_path: Path) -> None:
     path = tmp_path / "partial.pt"
-    torch.save({"format": FORMAT, "backbone": "tiny"}, path)
+    torch.save({"format": CAM_NET_FORMAT, "backbone": "tiny"}, path)
     with pytest.raises(CheckpointError) as info:
         load_cam_net(path)
     assert str(path) in str(info.value) and "model" in str(info.value)

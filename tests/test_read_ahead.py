@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pixsup.read_ahead import read_ahead
+from pixsup.runtime.read_ahead import read_ahead
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3, 50])

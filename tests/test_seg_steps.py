@@ -16,8 +16,8 @@ from pixsup.checkpoints import save_cam_net
 from pixsup.data.voc import read_split
 from pixsup.data.voc_format import voc_palette
 from pixsup.models import create_model
-from pixsup.steps import (eval_masks, make_cams, make_ir_labels, make_pseudo_masks, make_seg_preds, train_irn,
-                          train_seg)
+from pixsup.steps import (eval_masks, eval_seg, make_cams, make_ir_labels, make_pseudo_masks, make_seg_preds,
+                          make_test_submission, train_irn, train_seg)
 
 TINY_PSEUDO = {"irn": {"backbone": "tiny", "pretrained": "cam", "epochs": 1, "batch_size": 8, "num_workers": 0,
                        "resize_long": [56, 72], "crop_size": 64}}
@@ -77,8 +77,8 @@ def test_segmentation_and_submission_layout(work):
                            "--out", str(model), "--quiet"]) == 0
     preds = f / "VOC2012" / "Segmentation" / "comp6_test_cls"
     tar = f / "submission.tar"
-    assert make_seg_preds.main(["--params", params, "--root", str(root), "--split", "test", "--mode", "ms",
-                                "--model", str(model), "--out", str(preds), "--tar", str(tar), "--quiet"]) == 0
+    assert make_test_submission.main(["--params", params, "--root", str(root), "--model", str(model),
+                                      "--out", str(preds), "--tar", str(tar), "--quiet"]) == 0
     ids = read_split(root, "test")
     assert sorted(p.name for p in preds.glob("*.png")) == sorted(f"{i}.png" for i in ids)
     for image_id in ids:
@@ -92,8 +92,8 @@ def test_segmentation_and_submission_layout(work):
     val = f / "val_ss"
     assert make_seg_preds.main(["--params", params, "--root", str(root), "--split", "val", "--mode", "ss",
                                 "--model", str(model), "--out", str(val), "--quiet"]) == 0
-    assert eval_masks.main(["--root", str(root), "--split", "val", "--masks", str(val),
-                            "--out", str(f / "seg_val.json"), "--quiet"]) == 0
+    assert eval_seg.main(["--root", str(root), "--masks", str(val), "--out", str(f / "seg_val.json"), "--quiet"]) == 0
+    assert json.loads((f / "seg_val.json").read_text())["split"] == "val"
 
 
 def test_bad_inputs_are_named_and_leave_nothing_half_written(work, capsys):
@@ -142,38 +142,63 @@ def test_bad_inputs_are_named_and_leave_nothing_half_written(work, capsys):
 
 
 def test_segmentation_training_resumes_to_the_same_weights(work, monkeypatch):
-    from pixsup import segmentation
+    from pixsup import engine
+    from pixsup.checkpoints import read_trained, resume_path
     from pixsup.config import SegTrainConfig
-    from pixsup.training import read_trained, resume_path
+    from pixsup.segmentation.training import FORMAT, train_seg
 
     f, root = work["folder"], work["root"]
     masks = root / "SegmentationClassAug"
     cfg = SegTrainConfig(**{**TINY_SEG, "epochs": 2})
     whole = f / "resume" / "whole.pt"
-    segmentation.train_seg(cfg, root, "train_aug", masks, whole, progress=False)
+    train_seg(cfg, root, "train_aug", masks, whole, progress=False)
 
     interrupted = f / "resume" / "interrupted.pt"
-    real_write = segmentation.write_text
+    real_write = engine.write_text
 
     def crash_after_first_epoch(path, text):
         real_write(path, text)
         raise KeyboardInterrupt("killed after epoch 1")
 
-    monkeypatch.setattr(segmentation, "write_text", crash_after_first_epoch)
+    monkeypatch.setattr(engine, "write_text", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        segmentation.train_seg(cfg, root, "train_aug", masks, interrupted, progress=False)
+        train_seg(cfg, root, "train_aug", masks, interrupted, progress=False)
     monkeypatch.undo()
     assert resume_path(interrupted).exists() and not interrupted.exists()
-    segmentation.train_seg(cfg, root, "train_aug", masks, interrupted, progress=False)
-    first = read_trained(whole, segmentation.FORMAT)["model"]
-    second = read_trained(interrupted, segmentation.FORMAT)["model"]
+    train_seg(cfg, root, "train_aug", masks, interrupted, progress=False)
+    first = read_trained(whole, FORMAT)["model"]
+    second = read_trained(interrupted, FORMAT)["model"]
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not resume_path(interrupted).exists()
 
 
+def test_boundary_training_stops_after_an_epoch_and_resumes_to_the_same_weights(work):
+    from pixsup.checkpoints import read_trained, resume_path
+    from pixsup.pseudo_labels.boundary import FORMAT
+
+    f, root, params = work["folder"], str(work["root"]), work["folder"] / "irn_params.yaml"
+    write_params(params, {"pseudo_labels": {"irn": {**TINY_PSEUDO["irn"], "epochs": 2}}})
+    labels = str(work["root"] / "SegmentationClassAug")  # ground truth standing in for confident labels
+    common = ["--params", str(params), "--root", root, "--labels", labels, "--cam-model", str(work["cam_model"]),
+              "--quiet"]
+    whole, stopped = f / "irn_resume" / "whole.pt", f / "irn_resume" / "stopped.pt"
+    assert train_irn.main([*common, "--out", str(whole)]) == 0
+    assert train_irn.main([*common, "--out", str(stopped), "--stop-after-epoch", "1"]) == 0
+    assert resume_path(stopped).exists() and not stopped.exists()
+    assert not stopped.with_name("stopped.pt.meta.json").exists()
+    assert train_irn.main([*common, "--out", str(stopped)]) == 0
+    first, second = read_trained(whole, FORMAT)["model"], read_trained(stopped, FORMAT)["model"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not resume_path(stopped).exists() and stopped.with_name("stopped.pt.meta.json").is_file()
+    rows = stopped.with_name("stopped.pt.losses.csv").read_text().splitlines()
+    assert rows == whole.with_name("whole.pt.losses.csv").read_text().splitlines()
+    assert rows[0] == "epoch,iteration,lr,loss,bg_pos,fg_pos,neg"
+    assert [int(row.split(",")[1]) for row in rows[1:]] == list(range(1, len(rows)))
+
+
 def test_crf_refines_prediction_probabilities_along_colour_edges():
     from pixsup.config import CrfConfig
-    from pixsup.pseudo_labels.crf import crf_from_probabilities
+    from pixsup.crf import crf_from_probabilities
 
     image = np.zeros((20, 24, 3), np.uint8)
     image[:, 12:] = 255

@@ -187,7 +187,7 @@ def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(clust
     subprocess.run(["python", "-m", "pixsup.steps.train_cam", "--params",
                     str(repo / "results" / "synthetic" / "params" / "train_cam.yaml"),
                     "--root", str(repo / "data" / "synthetic" / "VOC2012"), "--split", "train_aug",
-                    "--variant", "baseline", "--out", str(reference), "--quiet"],
+                    "--variant", "support", "--out", str(reference), "--quiet"],
                    env={**tool_env(), "OMP_NUM_THREADS": threads}, check=True, cwd=repo)
     assert _same_content(model, reference)
 

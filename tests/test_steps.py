@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-import subprocess
-import sys
+import re
 
 import numpy as np
 import pytest
 
 from conftest import write_params
-from pixsup.steps import eval_cams, make_cams, prepare_data, train_cam, validate_data
+from pixsup.steps import eval_cams, gather_cams, make_cams, prepare_data, train_cam, validate_data
+from workflow_repo import REPO
 
-STEPS = ["prepare_data", "validate_data", "train_cam", "make_cams", "eval_cams", "make_ir_labels", "train_irn",
-         "make_pseudo_masks", "eval_masks", "train_seg", "make_seg_preds", "make_report"]
+# One step module per workflow rule, named as the rule (test_workflow_files checks the rules' commands).
+RULES = sorted(set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")),
+                              re.M)))
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_help_explains_inputs_and_outputs(step):
-    result = subprocess.run([sys.executable, "-m", f"pixsup.steps.{step}", "--help"],
-                            capture_output=True, text=True, check=True)
-    assert "usage:" in result.stdout
-    assert "--" in result.stdout and len(result.stdout) > 400
+@pytest.mark.parametrize("step", RULES)
+def test_help_explains_inputs_and_outputs(step, capsys):
+    module = importlib.import_module(f"pixsup.steps.{step}")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: python -m pixsup.steps.{step} ")
+    assert "Inputs:" in out and "Example:" in out and len(out) > 400
 
 
 def test_pipeline_of_steps(tmp_path, small_raw):
@@ -32,7 +37,7 @@ def test_pipeline_of_steps(tmp_path, small_raw):
     assert validate_data.main(["--root", str(root), "--split", "train", "--require-mask"]) == 0
     support = tmp_path / "support" / "model.pt"
     full = tmp_path / "full" / "model.pt"
-    assert train_cam.main(["--params", str(params), "--root", str(root), "--variant", "baseline",
+    assert train_cam.main(["--params", str(params), "--root", str(root), "--variant", "support",
                            "--out", str(support), "--quiet"]) == 0
     assert train_cam.main(["--params", str(params), "--root", str(root), "--variant", "full",
                            "--support", str(support), "--out", str(full), "--quiet"]) == 0
@@ -49,7 +54,7 @@ def test_pipeline_of_steps(tmp_path, small_raw):
     # Without the gathered manifest evaluation refuses to start.
     assert eval_cams.main(["--params", str(params), "--cams", str(cams), "--root", str(root),
                            "--out", str(metrics), "--quiet"]) == 1
-    assert make_cams.main(["--out", str(cams), "--gather", "2"]) == 0
+    assert gather_cams.main(["--out", str(cams), "--shards", "2", "--quiet"]) == 0
     manifest = json.loads((cams / "index.json").read_text())
     ids = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
     assert sorted(manifest["ids"]) == sorted(ids)
@@ -67,7 +72,7 @@ def test_pipeline_of_steps(tmp_path, small_raw):
 def test_unknown_config_key_names_the_key(tmp_path, small_raw, capsys):
     small_raw["cam_train"]["rcm"] = {"tua": 0.1}
     params = write_params(tmp_path / "params.yaml", small_raw)
-    code = train_cam.main(["--params", str(params), "--root", str(tmp_path), "--variant", "baseline",
+    code = train_cam.main(["--params", str(params), "--root", str(tmp_path), "--variant", "support",
                            "--out", str(tmp_path / "m.pt")])
     assert code == 2
     assert "unknown key 'cam_train.rcm.tua'" in capsys.readouterr().err
@@ -81,7 +86,7 @@ def test_training_on_broken_data_names_the_file(tmp_path, small_raw, small_voc, 
     victim = (root / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split()[3]
     (root / "JPEGImages" / f"{victim}.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     params = write_params(tmp_path / "params.yaml", small_raw)
-    code = train_cam.main(["--params", str(params), "--root", str(root), "--variant", "baseline",
+    code = train_cam.main(["--params", str(params), "--root", str(root), "--variant", "support",
                            "--out", str(tmp_path / "m.pt"), "--quiet"])
     assert code == 1
     err = capsys.readouterr().err

@@ -9,8 +9,8 @@ import torch
 
 from pixsup.checkpoints import CheckpointError, load_cam_net
 from pixsup.config import parse_params
-from pixsup.train import train_cam
-from pixsup.training import resume_path
+from pixsup.cam.training import train_cam
+from pixsup.checkpoints import resume_path
 
 
 def _weights(path):
@@ -24,7 +24,7 @@ def _assert_same(a, b, atol=0.0):
         assert torch.allclose(a[key].float(), b[key].float(), atol=atol, rtol=0), key
 
 
-def _train(small_voc, raw, out, variant="baseline", **kw):
+def _train(small_voc, raw, out, variant="support", **kw):
     cfg = parse_params(raw).cam_train
     return train_cam(cfg, small_voc, "train_aug", variant, out, progress=False, **kw)
 
@@ -39,7 +39,7 @@ def test_same_seed_same_weights_and_other_seed_differs(small_voc, small_raw, tmp
     assert not torch.equal(a["cam_head.weight"], c["cam_head.weight"])
 
 
-@pytest.mark.parametrize("variant", ["baseline", "full"])
+@pytest.mark.parametrize("variant", ["support", "full"])
 def test_resume_after_stop_matches_uninterrupted_run(small_voc, small_raw, tmp_path, variant):
     support = None
     if variant == "full":
@@ -71,7 +71,7 @@ def test_variants_log_their_loss_terms(small_voc, small_raw, tmp_path):
         assert losses["loss"] == pytest.approx(total, rel=1e-5)
     # SupportNet checkpoint untouched by MainNet training
     model, state = load_cam_net(support)
-    assert state["variant"] == "baseline"
+    assert state["variant"] == "support"
 
 
 def test_frozen_support_required_for_self_supervision(small_voc, small_raw, tmp_path):
@@ -116,7 +116,7 @@ def test_support_with_other_backbone_is_refused(small_voc, small_raw, tmp_path):
 def test_multiscale_regions_change_the_rcm_term_only():
     from pixsup.models import create_model
     from pixsup.models.support import SupportNet
-    from pixsup.train import compute_losses
+    from pixsup.cam.training import compute_losses
 
     torch.manual_seed(0)
     main = create_model("tiny", pretrained="none").eval()

@@ -195,6 +195,6 @@ def test_corrupt_dataset_fails_in_validate_data_and_nothing_downstream_runs(tmp_
 def test_two_gpu_training_runs_as_two_torchrun_processes(tmp_path):
     repo = copy_repo(tmp_path / "repo", merged(TINY_PARAMS, {"cam_train": {"gpus": 2}}))
     result = run(SNAKEMAKE + ["--cores", "2", "-p", "results/synthetic/support/model.pt"], repo)
-    assert "python -m pixsup.launch --nproc 2 --" in result.stdout + result.stderr
+    assert "python -m pixsup.runtime.launch --nproc 2 --" in result.stdout + result.stderr
     meta = json.loads((repo / "results" / "synthetic" / "support" / "model.pt.meta.json").read_text())
     assert meta["processes"] == 2 and meta["slurm"] is None

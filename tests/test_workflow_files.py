@@ -70,3 +70,26 @@ def test_dvc_stages_are_snakemake_targets_over_the_files_the_workflow_declares(t
     for path, rule in rule_of.items():
         if rule in ("train_cam", "eval_cams"):
             assert path in declared, f"{path} ({rule}) is missing from dvc.yaml"
+
+
+def _rules() -> dict[str, str]:
+    """Each rule of workflow/rules/*.smk with its body."""
+    text = "\n".join(path.read_text() for path in sorted((REPO / "workflow" / "rules").glob("*.smk")))
+    return dict(re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, re.M))
+
+
+def test_every_rule_runs_the_step_module_of_its_own_name():
+    rules = _rules()
+    steps = {path.stem for path in (REPO / "src" / "pixsup" / "steps").glob("*.py") if not path.stem.startswith("_")}
+    assert set(rules) == steps, "one step module per rule, named as the rule"
+    for name, body in rules.items():
+        assert "shell:" in body and "run:" not in body, name
+        commands = re.findall(r"python -m (pixsup\.steps\.\w+)", body)
+        assert commands == [f"pixsup.steps.{name}"], f"rule {name} runs {commands}"
+
+
+def test_dvc_code_dependencies_exist():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    code = [dep for stage in stages.values() for dep in stage.get("deps", []) if dep.startswith("src/")]
+    assert code, "dvc.yaml names no code"
+    assert [dep for dep in code if not (REPO / dep).exists()] == []

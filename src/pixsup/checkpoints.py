@@ -1,25 +1,41 @@
-"""Reading and writing CAM-network checkpoints, with clear errors for bad files."""
+"""Every torch file the pipeline writes and reads, with clear errors for bad files.
+
+Two kinds:
+
+- **Trained networks** ``{"format": "pixsup.<network>/<version>", "model": state dict, ...}``:
+  ``pixsup.cam_net/1`` (also ``backbone``, ``num_classes``, ``proj_dim``, ``variant``, ``params``,
+  ``support``), ``pixsup.irn/1`` and ``pixsup.segnet/1`` (also ``params``). They load with
+  ``weights_only`` (no code can run from them).
+- **Resume checkpoints** ``<out>.resume.pt``, written by :func:`pixsup.engine.fit` after every
+  epoch: identity, epoch, loss rows, RNG states, model, optimiser, scheduler and what the
+  training adds (a SupportNet, a prototype memory).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from .io import save_torch
+from .files import save_torch
 from .models import CamNet, create_model
 
-FORMAT = "pixsup.cam_net/1"
+log = logging.getLogger(__name__)
+
+CAM_NET_FORMAT = "pixsup.cam_net/1"
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit; the message names the file."""
 
 
-def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = (), trusted: bool = False
-                    ) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = (), trusted: bool = False) -> dict[str, Any]:
     """Load a checkpoint dict, checking the ``required`` keys.
 
     Weights files load with ``weights_only`` (no code can run from them);
@@ -41,27 +57,107 @@ def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = (), tru
     return state
 
 
+# ------------------------------------------------------------------ trained networks
+
+
+def save_trained(path: str | os.PathLike, file_format: str, model: nn.Module, **fields: Any) -> None:
+    """A trained network's file: its format, ``fields`` (what rebuilds it) and its weights on the CPU."""
+    save_torch(path, {
+        "format": file_format,
+        **fields,
+        "model": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+    })
+
+
+def read_trained(path: str | os.PathLike, file_format: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A file written by :func:`save_trained`, its format and ``required`` fields checked."""
+    state = read_checkpoint(path, required=("format", "model", *required))
+    if state["format"] != file_format:
+        raise CheckpointError(f"{path}: format {state['format']!r}, expected {file_format!r}")
+    return state
+
+
+def load_weights(path: str | os.PathLike, model: nn.Module, state: dict[str, Any]) -> nn.Module:
+    """Load ``state["model"]`` into ``model`` (in eval mode); a mismatch is a CheckpointError naming the file."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the network of its params ({exc})") from None
+    return model.eval()
+
+
 def save_cam_net(path: str | os.PathLike, model: CamNet, backbone: str, proj_dim: int, extra: dict[str, Any]) -> None:
     """Final weights of a trained CAM network, with what is needed to rebuild it."""
-    save_torch(path, {
-        "format": FORMAT,
-        "backbone": backbone,
-        "num_classes": model.cam_head.out_channels,
-        "proj_dim": proj_dim,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        **extra,
-    })
+    save_trained(path, CAM_NET_FORMAT, model, backbone=backbone, num_classes=model.cam_head.out_channels,
+                 proj_dim=proj_dim, **extra)
 
 
 def load_cam_net(path: str | os.PathLike) -> tuple[CamNet, dict[str, Any]]:
     """Rebuild a CAM network from :func:`save_cam_net`'s file (random init, then the stored weights)."""
-    state = read_checkpoint(path, required=("format", "backbone", "model", "proj_dim", "num_classes"))
-    if state["format"] != FORMAT:
-        raise CheckpointError(f"{path}: format {state['format']!r}, expected {FORMAT!r}")
+    state = read_trained(path, CAM_NET_FORMAT, required=("backbone", "proj_dim", "num_classes"))
     model = create_model(state["backbone"], num_classes=state["num_classes"], proj_dim=state["proj_dim"],
                          pretrained="none")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit backbone '{state['backbone']}': {exc}") from None
-    return model, state
+    return load_weights(path, model, state), state
+
+
+def load_cam_backbone(cam_checkpoint: str | os.PathLike | None, backbone: str, section: str) -> nn.Module:
+    """The backbone of a trained CAM network, where ``<section>.pretrained`` is ``cam``; it must be the
+    ``<section>.backbone`` the params name."""
+    if cam_checkpoint is None:
+        raise ValueError(f"{section}.pretrained: cam needs the CAM network checkpoint (--cam-model)")
+    cam_net, state = load_cam_net(cam_checkpoint)
+    if state["backbone"] != backbone:
+        raise CheckpointError(f"{cam_checkpoint}: backbone '{state['backbone']}' differs from "
+                              f"{section}.backbone '{backbone}'")
+    return cam_net.backbone
+
+
+# ------------------------------------------------------------------ resume checkpoints
+
+
+def resume_path(out: str | os.PathLike) -> Path:
+    """``<out>.resume.pt``: where a training to ``out`` keeps its state between epochs."""
+    out = Path(out)
+    return out.with_name(out.name + ".resume.pt")
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_resume(out: str | os.PathLike, identity: dict[str, Any], epoch: int, rows: list[dict[str, float]],
+                model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, **extra: Any) -> None:
+    """Write ``<out>.resume.pt`` (atomically) after ``epoch`` epochs."""
+    save_torch(resume_path(out), {
+        "identity": identity, "epoch": epoch, "rows": rows, "rng": rng_state(), "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **extra})
+
+
+def load_resume(out: str | os.PathLike, identity: dict[str, Any], model: nn.Module,
+                optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, list[dict[str, float]], dict]:
+    """Restore ``<out>.resume.pt`` if it exists; returns (epochs done, loss rows, the whole state)."""
+    resume = resume_path(out)
+    if not resume.exists():
+        return 0, [], {}
+    state = read_checkpoint(resume, required=("identity", "epoch", "model", "optimizer", "scheduler", "rng"),
+                            trusted=True)
+    if state["identity"] != identity:
+        raise CheckpointError(f"{resume}: resume checkpoint was written for different params/inputs; "
+                              "delete it to start over")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    log.info("resuming %s from epoch %d", out, state["epoch"])
+    return state["epoch"], state.get("rows", []), state

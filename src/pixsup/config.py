@@ -246,6 +246,9 @@ class IrnConfig(_Section):
     seed: int = 0
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
+    gpus: int = Field(
+        1, ge=1, description="GPUs of the training job: the workflow starts this many DDP processes "
+        "(torchrun, or srun under SLURM); batch_size stays the global batch and must divide by it.")
     num_workers: int = Field(2, ge=0)
     lr: float = Field(0.1, gt=0.0, description="Learning rate of the boundary branch.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .io import write_json
+from .files import write_json
 
 _PACKAGES = ("pixsup", "torch", "torchvision", "numpy", "pillow", "pydantic", "pyyaml")
 
@@ -58,7 +58,7 @@ def scheduler_record() -> dict[str, str] | None:
 
 def _launched_processes() -> int:
     """How many processes (DDP ranks) ran the step together; 1 without a launcher."""
-    from .distributed import launch_env  # imports torch: only when a record is written
+    from .runtime.distributed import launch_env  # imports torch: only when a record is written
 
     launched = launch_env()
     return launched.world_size if launched else 1

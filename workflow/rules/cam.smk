@@ -1,7 +1,7 @@
 # CAMs: SupportNet, the MainNet variants trained against it, multi-scale CAMs
 # (sharded, one GPU each), seed evaluation.
 #
-# GPU rules run through `python -m pixsup.gpu_slot`, which gives each running
+# GPU rules run through `python -m pixsup.runtime.gpu_slot`, which gives each running
 # job a device of its own on a local multi-GPU box (Snakemake only counts the
 # gpu resource) and leaves a scheduler's CUDA_VISIBLE_DEVICES alone.
 
@@ -27,15 +27,14 @@ rule train_cam:
         gpu=PARAMS.cam_train.gpus,
     params:
         root=DATA_ROOT,
-        loss_variant=lambda wildcards: LOSS_VARIANT[wildcards.variant],
         support=lambda wildcards, input: (
             f"--support {input.support}" if "support" in input.keys() else ""
         ),
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --gpus {resources.gpu} --"
-        " python -m pixsup.launch --nproc {resources.gpu} --"
+        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --gpus {resources.gpu} --"
+        " python -m pixsup.runtime.launch --nproc {resources.gpu} --"
         " python -m pixsup.steps.train_cam --params {input.params} --root {params.root}"
-        " --split train_aug --variant {params.loss_variant} {params.support}"
+        " --split train_aug --variant {wildcards.variant} {params.support}"
         " --out {output.model} --losses {output.losses} --log {log} --quiet"
 
 
@@ -62,7 +61,7 @@ rule make_cams:
         root=DATA_ROOT,
         out=subpath(output.manifest, parent=True),
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --"
         " python -m pixsup.steps.make_cams --params {input.params} --root {params.root}"
         " --split {wildcards.split} --model {input.model} --out {params.out}"
         " --shard {wildcards.shard}/{wildcards.num_shards} --log {log} --quiet"
@@ -91,7 +90,7 @@ rule gather_cams:
         out=subpath(output.index, parent=True),
         num_shards=NUM_SHARDS,
     shell:
-        "python -m pixsup.steps.make_cams --out {params.out} --gather {params.num_shards} --log {log} --quiet"
+        "python -m pixsup.steps.gather_cams --out {params.out} --shards {params.num_shards} --log {log} --quiet"
 
 
 rule eval_cams:

@@ -4,6 +4,9 @@
 # validator the steps and the tests use: an unknown key or a bad value stops the
 # workflow here, before any job runs.
 
+import json
+
+from pixsup.cam.variants import VARIANTS as CAM_VARIANTS
 from pixsup.config import ConfigError, parse_params, section_dict
 from snakemake.exceptions import WorkflowError
 
@@ -16,16 +19,9 @@ DATASET = PARAMS.data.dataset
 DATA_ROOT = PARAMS.data.root
 NUM_SHARDS = PARAMS.cam_infer.num_shards
 
-# train_cam variants: results folder name -> losses switched on (pixsup.train.VARIANTS).
+# The CAM networks train_cam trains (results folder names; pixsup.cam.variants):
 # "support" is the SupportNet (the ablation's baseline row); the others train against it.
-LOSS_VARIANT = {
-    "support": "baseline",
-    "baseline_same_budget": "baseline",
-    "rcm": "rcm",
-    "mam": "mam",
-    "full": "full",
-}
-VARIANTS = list(LOSS_VARIANT)
+VARIANTS = list(CAM_VARIANTS)
 # Seeds are evaluated on train (1,464 images on VOC), as every WSSS paper reports them.
 SEED_SPLIT = "train"
 # Pseudo masks are made for these variants, by these methods; segmentation trains on
@@ -73,7 +69,7 @@ def ddp_resources(gpus):
 
     With one GPU nothing is added. With more, the job is an "mpi" job to the
     SLURM executor: it gets `gpus` tasks, one GPU each, and the rule's own
-    command starts them (`pixsup.launch` runs `srun`) instead of the executor
+    command starts them (`pixsup.runtime.launch` runs `srun`) instead of the executor
     wrapping the command in a single-task `srun`. `threads` stays the job's
     total: each task gets its share.
     """

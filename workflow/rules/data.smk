@@ -9,14 +9,18 @@ rule write_params:
     log:
         "logs/{dataset}/write_params/{step}.log",
     localrule: True
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
-        values=lambda wildcards: section_dict(PARAMS, *STEP_SECTIONS[wildcards.step]),
-    run:
-        from pixsup.io import write_text
-        import yaml
-
-        write_text(output[0], yaml.safe_dump(params.values, sort_keys=False))
-        write_text(log[0], f"wrote {output[0]}\n")
+        values=lambda wildcards: json.dumps(
+            section_dict(PARAMS, *STEP_SECTIONS[wildcards.step])
+        ),
+    shell:
+        "python -m pixsup.steps.write_params --values {params.values:q} --out {output} --log {log} --quiet"
 
 
 rule prepare_data:

@@ -43,13 +43,15 @@ rule train_irn:
         "../../envs/pixsup.yaml"
     threads: 4
     resources:
+        **ddp_resources(PARAMS.pseudo_labels.irn.gpus),
         mem_mb=16000,
         runtime=240,
-        gpu=1,
+        gpu=PARAMS.pseudo_labels.irn.gpus,
     params:
         root=DATA_ROOT,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --gpus {resources.gpu} --"
+        " python -m pixsup.runtime.launch --nproc {resources.gpu} --"
         " python -m pixsup.steps.train_irn --params {input.params} --root {params.root}"
         " --split train_aug --labels {input.labels} --cam-model {input.cam_model}"
         " --out {output.model} --losses {output.losses} --log {log} --quiet"
@@ -81,7 +83,7 @@ rule make_pseudo_masks:
             f"--irn {input.irn}" if "irn" in input.keys() else ""
         ),
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --"
         " python -m pixsup.steps.make_pseudo_masks --params {input.params} --root {params.root}"
         " --split train_aug --method {wildcards.method} --cams {params.cams} {params.irn}"
         " --out {output.masks} --workers {threads} --log {log} --quiet"

@@ -26,8 +26,8 @@ rule train_seg:
     params:
         root=DATA_ROOT,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --gpus {resources.gpu} --"
-        " python -m pixsup.launch --nproc {resources.gpu} --"
+        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --gpus {resources.gpu} --"
+        " python -m pixsup.runtime.launch --nproc {resources.gpu} --"
         " python -m pixsup.steps.train_seg --params {input.params} --root {params.root} --split train_aug"
         " --masks {input.masks} --cam-model {input.cam_model} --out {output.model}"
         " --losses {output.losses} --log {log} --quiet"
@@ -55,7 +55,7 @@ rule make_seg_preds:
     params:
         root=DATA_ROOT,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
+        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --"
         " python -m pixsup.steps.make_seg_preds --params {input.params} --root {params.root} --split val"
         " --mode {wildcards.mode} --model {input.model} --out {output.preds} --log {log} --quiet"
 
@@ -77,7 +77,7 @@ rule eval_seg:
     params:
         root=DATA_ROOT,
     shell:
-        "python -m pixsup.steps.eval_masks --root {params.root} --split val --masks {input.preds}"
+        "python -m pixsup.steps.eval_seg --root {params.root} --split val --masks {input.preds}"
         " --out {output.metrics} --log {log} --quiet"
 
 
@@ -104,6 +104,6 @@ rule make_test_submission:
     params:
         root=DATA_ROOT,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.gpu_slot --"
-        " python -m pixsup.steps.make_seg_preds --params {input.params} --root {params.root} --split test"
-        " --mode ms --model {input.model} --out {output.preds} --tar {output.tar} --log {log} --quiet"
+        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --"
+        " python -m pixsup.steps.make_test_submission --params {input.params} --root {params.root}"
+        " --split test --model {input.model} --out {output.preds} --tar {output.tar} --log {log} --quiet"

@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..io import atomic_path, write_text
+from ..files import atomic_path, write_text
 from .voc import DataError
 from .voc_format import JPEG_DIR, MASK_AUG_DIR, SPLIT_DIR
 

@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import SyntheticConfig
-from ..io import save_jpeg, save_png, write_json, write_text
+from ..files import save_jpeg, save_png, write_json, write_text
 from .voc_format import (
     ANNOTATION_DIR,
     CLASS_NAMES,

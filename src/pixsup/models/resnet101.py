@@ -6,7 +6,6 @@ from pathlib import Path
 
 from torch import nn
 
-from .registry import register_backbone
 from .resnet50 import TorchvisionResNet
 from .weights import resolve_weights
 
@@ -22,7 +21,6 @@ class ResNet101Backbone(TorchvisionResNet):
         super().__init__("resnet101", [False, True, True], weights, frozen=("stem",))
 
 
-@register_backbone("resnet101")
 def resnet101(pretrained: str = "auto") -> nn.Module:
     path = resolve_weights(
         "resnet101", pretrained, cache_file=RESNET101_FILE,

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import register_backbone
 from .weights import FrozenBatchNormBackbone, freeze, load_state, resolve_weights
 
 
@@ -116,7 +115,6 @@ class ResNet38Backbone(FrozenBatchNormBackbone):
         return stages
 
 
-@register_backbone("resnet38")
 def resnet38(pretrained: str = "auto") -> nn.Module:
     # No torchvision download exists: `auto` requires the converted file in the torch cache.
     path = resolve_weights(

@@ -7,7 +7,6 @@ from pathlib import Path
 import torchvision
 from torch import Tensor, nn
 
-from .registry import register_backbone
 from .weights import FrozenBatchNormBackbone, freeze, load_state, resolve_weights
 
 # torchvision's IMAGENET1K_V1 file, the weights IRN-style CAM training starts from.
@@ -60,7 +59,6 @@ class ResNet50Backbone(TorchvisionResNet):
         super().__init__("resnet50", [False, False, True], weights, frozen=("stem", "layer1"))
 
 
-@register_backbone("resnet50")
 def resnet50(pretrained: str = "auto") -> nn.Module:
     path = resolve_weights(
         "resnet50", pretrained, cache_file=RESNET50_FILE,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .registry import register_backbone
 from .weights import load_state, resolve_weights
 
 
@@ -49,7 +48,6 @@ class TinyBackbone(nn.Module):
         return stages
 
 
-@register_backbone("tiny")
 def tiny(pretrained: str = "auto") -> nn.Module:
     model = TinyBackbone()
     # There are no ImageNet weights for this network: `auto` means random init.

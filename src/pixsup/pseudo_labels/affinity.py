@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..runtime.distributed import Ranks
+
 IGNORE = 255
 
 
@@ -86,11 +88,13 @@ def affinity_labels(labels: Tensor, offsets: tuple[tuple[int, int], ...]) -> dic
     return {"bg_pos": same & (own == 0), "fg_pos": same & (own != 0), "neg": known & (own != pairs)}
 
 
-def affinity_loss(affinity: Tensor, targets: dict[str, Tensor], eps: float = 1e-5) -> dict[str, Tensor]:
-    """IRN's affinity loss: -log(a) on positive pairs, -log(1 - a) on negative pairs, each class of pair averaged."""
+def affinity_loss(affinity: Tensor, targets: dict[str, Tensor], eps: float = 1e-5,
+                  ranks: Ranks = Ranks()) -> dict[str, Tensor]:
+    """IRN's affinity loss: -log(a) on positive pairs, -log(1 - a) on negative pairs, each class of pair averaged
+    over the global batch (this rank's share of each mean when several processes train)."""
 
     def mean_over(mask: Tensor, values: Tensor) -> Tensor:
-        return (values * mask).sum() / mask.sum().clamp(min=1)
+        return ranks.share_of_mean((values * mask).sum(), ranks.sum(mask.sum()).clamp(min=1))
 
     bg = mean_over(targets["bg_pos"], -torch.log(affinity + eps))
     fg = mean_over(targets["fg_pos"], -torch.log(affinity + eps))

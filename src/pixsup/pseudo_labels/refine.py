@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .crf import crf_from_labels
+from ..crf import crf_from_labels
 from .random_walk import random_walk
 
 if TYPE_CHECKING:

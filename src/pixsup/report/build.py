@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ..io import write_json, write_text
+from ..files import write_json, write_text
 from ..provenance import git_commit
 from . import figures, tables
 

@@ -13,10 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..cams import load_cam_file  # noqa: E402
+from ..cam.cam_files import load_cam_file  # noqa: E402
 from ..data.voc import VocIndex  # noqa: E402
 from ..data.voc_format import IGNORE_INDEX, voc_palette  # noqa: E402
-from ..io import atomic_path  # noqa: E402
+from ..files import atomic_path  # noqa: E402
 
 FORMATS = ("png", "pdf")
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ..io import atomic_path, write_text
+from ..files import atomic_path, write_text
 
 # The ablation's rows: (variant name in results/, row label, RCM on, MAM on).
 ABLATION_ROWS = (

@@ -6,13 +6,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from ..cams import CamFileError
+from ..cam.cam_files import CamFileError
 from ..checkpoints import CheckpointError
 from ..config import ConfigError
 from ..data.voc import DataError
 from ..models.weights import WeightsNotFoundError
+from ..provenance import StepRecord
+from ..runtime.distributed import launch_rank
 
 # Errors caused by inputs: reported as one line naming the file or key, no traceback.
 USER_ERRORS = (ConfigError, DataError, CheckpointError, CamFileError, WeightsNotFoundError, FileNotFoundError)
@@ -32,6 +34,20 @@ def add_params_argument(p: argparse.ArgumentParser) -> None:
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", default=None, help="also write the log to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """What every training step (pixsup.engine.fit) takes besides its inputs."""
+    p.add_argument("--losses", default=None, help="per-iteration loss CSV (default: <out>.losses.csv)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--stop-after-epoch", type=int, default=None,
+                   help="end after this epoch, keeping the resume checkpoint (for time-sliced jobs)")
+
+
+def record_training(record: StepRecord, out: str, summary: dict[str, Any], extra: dict[str, Any]) -> None:
+    """``<out>.meta.json`` of a finished training, written by rank 0 only."""
+    if summary["finished"] and launch_rank() == 0:
+        record.write(out, extra={**extra, "summary": summary})
 
 
 def setup_logging(log_file: str | None, rank: int = 0) -> None:

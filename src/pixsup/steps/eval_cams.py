@@ -11,17 +11,21 @@ Outputs: --out, metrics JSON: ``miou`` (percent, at the best threshold),
 
 The seed at threshold t labels a pixel with its strongest class when that
 class's normalised CAM exceeds t, else background; 255 in the masks is ignored.
+
+Example:
+  python -m pixsup.steps.eval_cams --params params.yaml --root data/synthetic/VOC2012 --split train \\
+      --cams results/synthetic/full/cams/train --out results/synthetic/metrics/seeds_train_full.json
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..cams import CamFileError
+from ..cam.cam_files import CamFileError
 from ..config import load_params, section_dict
-from ..evaluate import evaluate_cams
-from ..io import write_json
-from ..metrics import sweep_thresholds
+from ..evaluation.scoring import evaluate_cams
+from ..files import write_json
+from ..evaluation.metrics import sweep_thresholds
 from ..provenance import StepRecord
 from . import _cli
 

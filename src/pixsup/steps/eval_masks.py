@@ -1,7 +1,8 @@
-"""mIoU of a folder of label PNGs (pseudo masks or segmentation predictions) against ground truth.
+"""mIoU of a folder of pseudo masks (label PNGs) against ground truth.
 
 Inputs:  --masks (a folder with ``<id>.png`` for every id of the split), --root (VOC2012
-         folder), --split (usually ``train`` for pseudo masks, ``val`` for predictions).
+         folder), --split (default ``train``: pseudo masks of train_aug are scored on train,
+         as every WSSS paper reports them).
 Outputs: --out, metrics JSON: ``miou`` (percent), ``per_class_iou`` /
          ``per_class_precision`` / ``per_class_recall`` (percent, null for classes absent
          from ground truth and prediction), ``images``, ``split``, ``masks``; and
@@ -9,30 +10,33 @@ Outputs: --out, metrics JSON: ``miou`` (percent), ``per_class_iou`` /
 
 Example:
   python -m pixsup.steps.eval_masks --root data/synthetic/VOC2012 --split train \\
-      --masks results/synthetic/full/masks/irn/train_aug --out results/synthetic/metrics/masks_train_full_irn.json
+      --masks results/synthetic/pseudo_labels/full/masks/irn/train_aug \\
+      --out results/synthetic/metrics/masks/train_full_irn.json
 """
 
 from __future__ import annotations
 
-from .. import evaluate
-from ..io import write_json
+from ..evaluation.scoring import evaluate_label_folder
+from ..files import write_json
 from ..provenance import StepRecord
 from . import _cli
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = _cli.parser("eval_masks", __doc__)
+def main(argv: list[str] | None = None, step: str = "eval_masks", doc: str | None = __doc__,
+         default_split: str = "train") -> int:
+    """The command line of this step, and of eval_seg (the same scoring of segmentation predictions)."""
+    p = _cli.parser(step, doc)
     p.add_argument("--masks", required=True, help="folder of label PNGs")
     p.add_argument("--root", required=True, help="VOC2012 folder")
-    p.add_argument("--split", default="train", help="split to evaluate (default: train)")
+    p.add_argument("--split", default=default_split, help=f"split to evaluate (default: {default_split})")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     _cli.add_common_arguments(p)
     args = p.parse_args(argv)
     _cli.setup_logging(args.log)
 
     def body() -> int:
-        record = StepRecord("eval_masks", {})
-        result = evaluate.evaluate_label_folder(args.masks, args.root, args.split, progress=not args.quiet)
+        record = StepRecord(step, {})
+        result = evaluate_label_folder(args.masks, args.root, args.split, progress=not args.quiet)
         write_json(args.out, result)
         record.write(args.out, extra={"miou": result["miou"]})
         print(f"{args.split}: mIoU {result['miou']:.2f} ({args.masks})")

@@ -3,12 +3,12 @@
 Inputs:  --model (a train_cam weights file), --root (VOC2012 folder), --split,
          --params (reads section ``cam_infer``; ``data.cls_labels_npy`` if set).
 Outputs: --out, a folder with one ``<id>.npz`` per image (keys ``keys``, ``cam``,
-         ``high_res``: see ``pixsup.cams``) and a manifest ``index.json``
+         ``high_res``: see ``pixsup.cam.cam_files``) and a manifest ``index.json``
          (``ids``, ``split``, ``scales``, ``flip``, ``cam_stride``, ``model``);
          ``<out>.meta.json``.
 Sharding: ``--shard I/N`` handles every N-th id from I and writes
-         ``index.shard-I-of-N.json`` instead of ``index.json``; ``--gather N``
-         then checks all shards and writes ``index.json``.
+         ``index.shard-I-of-N.json`` instead of ``index.json``; gather_cams then
+         checks all shards and writes ``index.json``.
 
 Example:
   python -m pixsup.steps.make_cams --params params.yaml --root data/synthetic/VOC2012 \\
@@ -22,14 +22,15 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
-from ..cams import dump_cams, gather_manifests, manifest_name, shard_positions
+from ..cam.inference import dump_cams
+from ..cam.cam_files import INDEX, manifest_name, shard_positions
 from ..checkpoints import load_cam_net
 from ..config import load_params, section_dict
 from ..data.datasets import CamInferDataset
 from ..data.voc import load_cls_labels_npy
-from ..io import write_json
+from ..files import write_json
 from ..provenance import StepRecord
-from ..training import resolve_device
+from ..runtime.device import resolve_device
 from . import _cli
 
 
@@ -45,28 +46,20 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = _cli.parser("make_cams", __doc__)
-    p.add_argument("--params", help="resolved params YAML (reads cam_infer)")
-    p.add_argument("--root", help="VOC2012 folder")
-    p.add_argument("--split", help="split list, e.g. train or train_aug")
-    p.add_argument("--model", help="trained CAM network (train_cam output)")
+    _cli.add_params_argument(p)
+    p.add_argument("--root", required=True, help="VOC2012 folder")
+    p.add_argument("--split", required=True, help="split list, e.g. train or train_aug")
+    p.add_argument("--model", required=True, help="trained CAM network (train_cam output)")
     p.add_argument("--out", required=True, help="output folder of CAM files")
     p.add_argument("--shard", default=None, help="I/N: handle shard I of N (default: the whole split)")
-    p.add_argument("--gather", type=int, default=None, metavar="N",
-                   help="only merge the N shard manifests in --out into index.json")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     _cli.add_common_arguments(p)
     args = p.parse_args(argv)
     _cli.setup_logging(args.log)
 
     def body() -> int:
-        if args.gather is not None:
-            gather_manifests(args.out, args.gather)
-            return 0
-        for name in ("params", "root", "split", "model"):
-            if getattr(args, name) is None:
-                p.error(f"--{name} is required unless --gather is given")
         shard, total = _parse_shard(args.shard) if args.shard else (0, 1)
-        out_manifest = Path(args.out) / (manifest_name(shard, total) if args.shard else "index.json")
+        out_manifest = Path(args.out) / (manifest_name(shard, total) if args.shard else INDEX)
         params = load_params(args.params)
         cfg = params.cam_infer
         record = StepRecord("make_cams", section_dict(params, "cam_infer"))

@@ -14,21 +14,16 @@ Example:
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from ..config import load_params, section_dict
 from ..data.voc import read_split
 from ..provenance import StepRecord
-from ..pseudo_labels.folders import load_image_and_cams, map_ids, require_cam_dir, write_label_png, write_manifest
+from ..cam.cam_files import load_image_and_cams, require_cam_dir
+from ..runtime.parallel import map_ids
+from ..data.label_folders import write_label_png, write_manifest
 from ..pseudo_labels.refine import confident_labels
 from . import _cli
-
-
-def _one(image_id: str, root: str, cams: str, out: str, cfg) -> str:
-    image, cam_arrays = load_image_and_cams(root, cams, image_id)
-    write_label_png(Path(out) / f"{image_id}.png", confident_labels(image, cam_arrays, cfg))
-    return image_id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         record = StepRecord("make_ir_labels", section_dict(params, "pseudo_labels"))
         require_cam_dir(args.cams)
         ids = read_split(args.root, args.split)
-        work = partial(_one, root=args.root, cams=args.cams, out=args.out, cfg=cfg)
+
+        def work(image_id: str) -> str:
+            image, cam_arrays = load_image_and_cams(args.root, args.cams, image_id)
+            write_label_png(Path(args.out) / f"{image_id}.png", confident_labels(image, cam_arrays, cfg))
+            return image_id
+
         for _ in map_ids(work, ids, args.workers, "ir labels", not args.quiet):
             pass
         write_manifest(args.out, ids, split=args.split, cams=args.cams,

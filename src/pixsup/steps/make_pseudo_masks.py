@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,26 +22,15 @@ import torch
 from ..config import load_params, section_dict
 from ..data.voc import read_split
 from ..provenance import StepRecord
-from ..pseudo_labels.folders import load_image_and_cams, map_ids, require_cam_dir, write_label_png, write_manifest
-from ..pseudo_labels.irn import load_boundary_net, predict_boundary
+from ..cam.cam_files import load_image_and_cams, require_cam_dir
+from ..runtime.parallel import map_ids
+from ..data.label_folders import write_label_png, write_manifest
+from ..pseudo_labels.boundary import load_boundary_net, predict_boundary
 from ..pseudo_labels.refine import cam_mask, crf_mask, irn_mask
-from ..training import resolve_device
+from ..runtime.device import resolve_device
 from . import _cli
 
 PER_IMAGE = {"cam": cam_mask, "crf": crf_mask}
-# The boundary network of method irn, loaded before the worker processes fork (they share it).
-_BOUNDARY: dict[str, object] = {}
-
-
-def _one(image_id: str, root: str, cams: str, out: str, method: str, cfg) -> str:
-    image, cam_arrays = load_image_and_cams(root, cams, image_id)
-    if method == "irn":
-        boundary = predict_boundary(_BOUNDARY["model"], image, _BOUNDARY["device"])
-        labels = irn_mask(image, cam_arrays, boundary, cfg)
-    else:
-        labels = PER_IMAGE[method](image, cam_arrays, cfg)
-    write_label_png(Path(out) / f"{image_id}.png", labels)
-    return image_id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,16 +55,27 @@ def main(argv: list[str] | None = None) -> int:
         require_cam_dir(args.cams)
         ids = read_split(args.root, args.split)
         workers = args.workers
+        boundary_net = device = None
         if args.method == "irn":
             if not args.irn:
                 p.error("--method irn needs --irn")
             device = resolve_device(args.device)
-            _BOUNDARY.update(model=load_boundary_net(args.irn).to(device), device=device)
+            # Loaded before the worker processes fork: they share it.
+            boundary_net = load_boundary_net(args.irn).to(device)
             if device.type == "cuda":
                 workers = 1  # one process drives the GPU
             elif workers > 1:
                 torch.set_num_threads(1)  # the parallelism is across images
-        work = partial(_one, root=args.root, cams=args.cams, out=args.out, method=args.method, cfg=cfg)
+
+        def work(image_id: str) -> str:
+            image, cam_arrays = load_image_and_cams(args.root, args.cams, image_id)
+            if boundary_net is not None:
+                labels = irn_mask(image, cam_arrays, predict_boundary(boundary_net, image, device), cfg)
+            else:
+                labels = PER_IMAGE[args.method](image, cam_arrays, cfg)
+            write_label_png(Path(args.out) / f"{image_id}.png", labels)
+            return image_id
+
         for _ in map_ids(work, ids, workers, f"{args.method} masks", not args.quiet):
             pass
         write_manifest(args.out, ids, split=args.split, method=args.method, cams=args.cams)

@@ -27,7 +27,7 @@ from ..data.download import prepare_voc12
 from ..data.synthetic import generate_synthetic
 from ..data.voc import read_split
 from ..data.voc_format import SPLIT_DIR
-from ..io import write_json
+from ..files import write_json
 from ..provenance import StepRecord
 from . import _cli
 

@@ -1,20 +1,26 @@
-"""Train a CAM network: the SupportNet (variant ``baseline``) or a MainNet variant against it.
+"""Train a CAM network: the SupportNet (variant ``support``) or a MainNet variant against it.
+
+Variants (the results folders of the workflow; pixsup.cam.variants):
+  support               classification loss only: the SupportNet
+  baseline_same_budget  classification only again, continuing from the SupportNet (--support):
+                        the ablation's same-budget baseline
+  rcm | mam | full      RCM, MAM or both against the SupportNet (--support), starting from it;
+                        L = L_cls + lambda_rcm L_rcm + lambda_mam L_mam
 
 Inputs:  --root (a VOC2012 folder), --split (the list to train on, e.g. train_aug),
          --params (reads section ``cam_train``; ``data.cls_labels_npy`` if set),
-         --support (the trained SupportNet checkpoint; needed by rcm/mam/full with
-         cam_train.support.kind: frozen; with ``baseline`` it continues cls-only
-         training from it, the same-budget baseline).
+         --support (the trained SupportNet checkpoint; every variant but ``support`` takes it,
+         and rcm/mam/full may go without it only with cam_train.support.kind: ema).
 Outputs: --out (final weights, ``pixsup.cam_net/1`` torch file), ``<out>.losses.csv``
-         (per-iteration loss terms, or --losses), ``<out>.meta.json`` (params, commit,
-         versions, seed, timing). While running: ``<out>.resume.pt`` after every
-         epoch; rerunning the same command resumes from it.
-Several GPUs: run it under ``python -m pixsup.launch --nproc N --``; cam_train.batch_size
+         (epoch, iteration, lr, loss, cls, rcm, mam per iteration; or --losses),
+         ``<out>.meta.json`` (params, commit, versions, seed, timing). While running:
+         ``<out>.resume.pt`` after every epoch; rerunning the same command resumes from it.
+Several GPUs: run it under ``python -m pixsup.runtime.launch --nproc N --``; cam_train.batch_size
          stays the global batch (each process takes batch_size / N) and only rank 0 writes.
 
 Example:
   python -m pixsup.steps.train_cam --params params.yaml --root data/synthetic/VOC2012 \\
-      --split train_aug --variant baseline --out results/synthetic/support/model.pt
+      --split train_aug --variant support --out results/synthetic/support/model.pt
   python -m pixsup.steps.train_cam --params params.yaml --root data/synthetic/VOC2012 \\
       --split train_aug --variant full --support results/synthetic/support/model.pt \\
       --out results/synthetic/full/model.pt
@@ -22,11 +28,12 @@ Example:
 
 from __future__ import annotations
 
+from ..cam.training import train_cam
+from ..cam.variants import VARIANTS
 from ..config import load_params, section_dict
 from ..data.voc import load_cls_labels_npy
-from ..distributed import launch_rank
 from ..provenance import StepRecord
-from ..train import VARIANTS, train_cam
+from ..runtime.distributed import launch_rank
 from . import _cli
 
 
@@ -35,13 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     _cli.add_params_argument(p)
     p.add_argument("--root", required=True, help="VOC2012 folder")
     p.add_argument("--split", default="train_aug", help="split list to train on (default: train_aug)")
-    p.add_argument("--variant", choices=list(VARIANTS), required=True, help="which loss terms are on")
+    p.add_argument("--variant", choices=list(VARIANTS), required=True, help="which network, with which losses")
     p.add_argument("--support", default=None, help="trained SupportNet checkpoint")
     p.add_argument("--out", required=True, help="final weights file")
-    p.add_argument("--losses", default=None, help="per-iteration loss CSV (default: <out>.losses.csv)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--stop-after-epoch", type=int, default=None,
-                   help="end after this epoch, keeping the resume checkpoint (for time-sliced jobs)")
+    _cli.add_training_arguments(p)
     _cli.add_common_arguments(p)
     args = p.parse_args(argv)
     _cli.setup_logging(args.log, rank=launch_rank())
@@ -54,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = train_cam(cfg, args.root, args.split, args.variant, args.out, support_ckpt=args.support,
                             losses_csv=args.losses, cls_labels=cls_labels, device=args.device,
                             stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
-        if summary["finished"] and launch_rank() == 0:
-            record.write(args.out, extra={"variant": args.variant, "support": args.support,
-                                          "split": args.split, "summary": summary})
+        _cli.record_training(record, args.out, summary,
+                             {"variant": args.variant, "support": args.support, "split": args.split})
         return 0
 
     return _cli.run(body)

@@ -7,18 +7,21 @@ Outputs: --out (``pixsup.irn/1`` torch file: params and weights), ``<out>.losses
          (per iteration: epoch, iteration, lr, loss, bg_pos, fg_pos, neg) or --losses,
          ``<out>.meta.json``. While running: ``<out>.resume.pt`` after every epoch;
          rerunning the same command resumes from it.
+Several GPUs: run it under ``python -m pixsup.runtime.launch --nproc N --``;
+         pseudo_labels.irn.batch_size stays the global batch and only rank 0 writes.
 
 Example:
   python -m pixsup.steps.train_irn --params params.yaml --root data/synthetic/VOC2012 \\
-      --labels results/synthetic/full/ir_labels --cam-model results/synthetic/full/model.pt \\
-      --out results/synthetic/full/irn.pt
+      --labels results/synthetic/pseudo_labels/full/ir_labels --cam-model results/synthetic/full/model.pt \\
+      --out results/synthetic/pseudo_labels/full/irn.pt
 """
 
 from __future__ import annotations
 
 from ..config import load_params, section_dict
 from ..provenance import StepRecord
-from ..pseudo_labels.irn import train_irn
+from ..pseudo_labels.boundary import train_irn
+from ..runtime.distributed import launch_rank
 from . import _cli
 
 
@@ -30,19 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="train_aug", help="split to train on (default: train_aug)")
     p.add_argument("--cam-model", default=None, help="CAM network checkpoint (for pretrained: cam)")
     p.add_argument("--out", required=True, help="boundary network file to write")
-    p.add_argument("--losses", default=None, help="loss CSV (default: <out>.losses.csv)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _cli.add_training_arguments(p)
     _cli.add_common_arguments(p)
     args = p.parse_args(argv)
-    _cli.setup_logging(args.log)
+    _cli.setup_logging(args.log, rank=launch_rank())
 
     def body() -> int:
         params = load_params(args.params)
         cfg = params.pseudo_labels.irn
         record = StepRecord("train_irn", section_dict(params, "pseudo_labels"), seed=cfg.seed)
         summary = train_irn(cfg, args.root, args.split, args.labels, args.out, cam_checkpoint=args.cam_model,
-                            losses_csv=args.losses, device=args.device, progress=not args.quiet)
-        record.write(args.out, extra={"summary": summary})
+                            losses_csv=args.losses, device=args.device, stop_after_epoch=args.stop_after_epoch,
+                            progress=not args.quiet)
+        _cli.record_training(record, args.out, summary, {"labels": args.labels})
         return 0
 
     return _cli.run(body)

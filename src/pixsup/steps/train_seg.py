@@ -6,20 +6,20 @@ Inputs:  --masks (a make_pseudo_masks folder covering the split), --root (VOC201
 Outputs: --out (``pixsup.segnet/1`` torch file: params and weights), ``<out>.losses.csv``
          (epoch, iteration, lr, loss) or --losses, ``<out>.meta.json``. While running:
          ``<out>.resume.pt`` after every epoch; rerunning the same command resumes from it.
-Several GPUs: run it under ``python -m pixsup.launch --nproc N --``; seg_train.batch_size
+Several GPUs: run it under ``python -m pixsup.runtime.launch --nproc N --``; seg_train.batch_size
          stays the global batch (each process takes batch_size / N) and only rank 0 writes.
 
 Example:
   python -m pixsup.steps.train_seg --params params.yaml --root data/synthetic/VOC2012 \\
-      --masks results/synthetic/full/masks/irn/train_aug --out results/synthetic/seg/model.pt
+      --masks results/synthetic/pseudo_labels/full/masks/irn/train_aug --out results/synthetic/seg/model.pt
 """
 
 from __future__ import annotations
 
 from ..config import load_params, section_dict
-from ..distributed import launch_rank
 from ..provenance import StepRecord
-from ..segmentation import train_seg
+from ..runtime.distributed import launch_rank
+from ..segmentation.training import train_seg
 from . import _cli
 
 
@@ -31,10 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="train_aug", help="split to train on (default: train_aug)")
     p.add_argument("--cam-model", default=None, help="CAM network checkpoint (for pretrained: cam)")
     p.add_argument("--out", required=True, help="network file to write")
-    p.add_argument("--losses", default=None, help="loss CSV (default: <out>.losses.csv)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--stop-after-epoch", type=int, default=None,
-                   help="end after this epoch, keeping the resume checkpoint (for time-sliced jobs)")
+    _cli.add_training_arguments(p)
     _cli.add_common_arguments(p)
     args = p.parse_args(argv)
     _cli.setup_logging(args.log, rank=launch_rank())
@@ -46,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = train_seg(cfg, args.root, args.split, args.masks, args.out, losses_csv=args.losses,
                             device=args.device, cam_checkpoint=args.cam_model,
                             stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
-        if summary["finished"] and launch_rank() == 0:
-            record.write(args.out, extra={"summary": summary, "masks": args.masks})
+        _cli.record_training(record, args.out, summary, {"masks": args.masks})
         return 0
 
     return _cli.run(body)

@@ -8,21 +8,20 @@ file ``{"root", "split", "ids", "problems"}`` (``ids`` = number of distinct ids
 checked). Exit status 1 when any problem is found, else 0.
 Config section: none; the step takes paths only.
 
-Usage::
-
-    python -m pixsup.steps.validate_data --root data/voc/VOC2012 --split train_aug --require-mask
+Example:
+  python -m pixsup.steps.validate_data --root data/voc12/VOC2012 --split train --require-mask
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
 
 from ..data.validate import validate_split
 from ..data.voc import DataError, VocIndex, load_cls_labels_npy, read_split
-from ..io import write_json
+from ..files import write_json
+from . import _cli
 
 
 def validate_data(root: str | os.PathLike, split: str, require_mask: bool,
@@ -52,10 +51,7 @@ def validate_data(root: str | os.PathLike, split: str, require_mask: bool,
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pixsup.steps.validate_data",
-        description="Check images, masks and image-level labels of one VOC split; print every problem.",
-    )
+    parser = _cli.parser("validate_data", __doc__)
     parser.add_argument("--root", required=True, type=Path,
                         help="The VOC2012 folder (holds JPEGImages, ImageSets, SegmentationClass, ...).")
     parser.add_argument("--split", required=True,

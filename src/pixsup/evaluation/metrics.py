@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.voc_format import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from ..data.voc_format import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 
 
 def _label_map(values: np.ndarray, what: str) -> np.ndarray:

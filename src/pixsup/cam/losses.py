@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .distributed import Ranks
+from ..runtime.distributed import Ranks
 
 IGNORE_REGION = -1
 

@@ -8,12 +8,12 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .cams import load_cam_file
-from .data.datasets import read_label_png
-from .data.voc import DataError, VocIndex, read_split
-from .data.voc_format import IGNORE_INDEX, NUM_CLASSES
+from ..cam.cam_files import load_cam_file
+from ..data.datasets import read_label_png
+from ..data.voc import DataError, VocIndex, read_split
+from ..data.voc_format import IGNORE_INDEX, NUM_CLASSES
 from .metrics import ThresholdSweep, invalid_values, pair_counts, scores
-from .read_ahead import read_ahead
+from ..runtime.read_ahead import read_ahead
 
 
 def _ground_truth(index: VocIndex, image_id: str) -> np.ndarray:

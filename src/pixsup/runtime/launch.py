@@ -1,4 +1,4 @@
-"""Run a training step as N processes, one per GPU: ``python -m pixsup.launch --nproc N -- <command ...>``.
+"""Run a training step as N processes, one per GPU: ``python -m pixsup.runtime.launch --nproc N -- <command ...>``.
 
 How the command runs:
   N == 1                      the command itself (exec): nothing changes.
@@ -21,12 +21,12 @@ batch_size / N, and only rank 0 writes outputs and logs. When OMP_NUM_THREADS is
 set, each process gets OMP_NUM_THREADS // N threads (at least 1).
 
 Examples:
-  python -m pixsup.launch --nproc 4 -- python -m pixsup.steps.train_cam --params params.yaml \\
+  python -m pixsup.runtime.launch --nproc 4 -- python -m pixsup.steps.train_cam --params params.yaml \\
       --root data/voc12/VOC2012 --variant full --support results/voc12/support/model.pt \\
       --out results/voc12/full/model.pt
-  python -m pixsup.launch --nproc 2 --dry-run -- python -m pixsup.steps.train_seg ...   # print, do not run
+  python -m pixsup.runtime.launch --nproc 2 --dry-run -- python -m pixsup.steps.train_seg ...   # print, do not run
   # a Snakemake job on one machine (resources: gpu=N) first locks N free GPUs:
-  python -m pixsup.gpu_slot --gpus N -- python -m pixsup.launch --nproc N -- python -m pixsup.steps.train_cam ...
+  python -m pixsup.runtime.gpu_slot --gpus N -- python -m pixsup.runtime.launch --nproc N -- python -m pixsup.steps.train_cam ...
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def launch_command(nproc: int, command: list[str], env: Mapping[str, str]) -> tu
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     own, command = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-    parser = argparse.ArgumentParser(prog="python -m pixsup.launch", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m pixsup.runtime.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      usage="%(prog)s [--nproc N] [--dry-run] -- COMMAND [ARG ...]")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",

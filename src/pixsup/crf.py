@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..config import CrfConfig
+    from .config import CrfConfig
 
 
 def _crf(image: np.ndarray, unary: np.ndarray, cfg: "CrfConfig") -> np.ndarray:

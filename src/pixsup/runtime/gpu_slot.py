@@ -1,7 +1,7 @@
-"""Give a command one GPU of its own: ``python -m pixsup.gpu_slot -- <command ...>``.
+"""Give a command one GPU of its own: ``python -m pixsup.runtime.gpu_slot -- <command ...>``.
 
-``python -m pixsup.gpu_slot --gpus N -- <command ...>`` gives it N devices at once
-(for ``python -m pixsup.launch --nproc N``): all N locks or none, so two jobs
+``python -m pixsup.runtime.gpu_slot --gpus N -- <command ...>`` gives it N devices at once
+(for ``python -m pixsup.runtime.launch --nproc N``): all N locks or none, so two jobs
 waiting for devices never hold part of them each.
 
 Snakemake's local executor counts ``gpu`` resources but does not say which
@@ -92,14 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     devices = visible_devices()
     if devices is not None:
         if count > len(devices):
-            print(f"pixsup.gpu_slot: {count} GPUs asked for, {len(devices)} exist ({','.join(devices)})",
+            print(f"pixsup.runtime.gpu_slot: {count} GPUs asked for, {len(devices)} exist ({','.join(devices)})",
                   file=sys.stderr)
             return 2
         chosen, fds = acquire(devices, lock_dir(), count)
         for fd in fds:
             os.set_inheritable(fd, True)
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
-        print(f"pixsup.gpu_slot: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} for {argv[0]}",
+        print(f"pixsup.runtime.gpu_slot: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} for {argv[0]}",
               file=sys.stderr, flush=True)
     os.execvp(argv[0], argv)
 

@@ -2,9 +2,9 @@
 
 :func:`process_group` sets the group up from the environment a launcher leaves:
 
-- torchrun (``python -m pixsup.launch`` off SLURM): ``RANK``, ``WORLD_SIZE``,
+- torchrun (``python -m pixsup.runtime.launch`` off SLURM): ``RANK``, ``WORLD_SIZE``,
   ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``;
-- srun (``python -m pixsup.launch`` in a SLURM allocation): ``SLURM_PROCID``,
+- srun (``python -m pixsup.runtime.launch`` in a SLURM allocation): ``SLURM_PROCID``,
   ``SLURM_STEP_NUM_TASKS`` (or ``SLURM_NTASKS``), ``SLURM_LOCALID``; the master is
   127.0.0.1 on one node, else the first host of the step's node list (or
   ``SLURM_LAUNCH_NODE_IPADDR``), and the port comes from the job and step ids
@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, Sampler
 
-from .config import ConfigError
+from ..config import ConfigError
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -101,7 +101,7 @@ def launch_env(env: Mapping[str, str] | None = None) -> LaunchEnv | None:
         missing = [name for name in TORCHRUN_VARIABLES if name not in env]
         if missing:
             raise ValueError(f"RANK is set but {', '.join(missing)} are not: start the processes with "
-                             "torchrun or python -m pixsup.launch")
+                             "torchrun or python -m pixsup.runtime.launch")
         return LaunchEnv(_int(env, "RANK"), _int(env, "WORLD_SIZE"), _int(env, "LOCAL_RANK"),
                          env["MASTER_ADDR"], _int(env, "MASTER_PORT"))
     if "SLURM_STEP_ID" in env and "SLURM_PROCID" in env:

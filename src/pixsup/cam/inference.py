@@ -1,0 +1,97 @@
+"""Multi-scale, flip-augmented CAM inference of a trained CAM network (the CAM file: :mod:`pixsup.cam.cam_files`)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.transforms import normalize_image
+from ..models.inference import inference_model
+from .cam_files import save_cam_file
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from ..config import CamInferConfig
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@torch.no_grad()
+def cam_maps(model: nn.Module, image: np.ndarray, class_index: np.ndarray, scales: Sequence[float] = (1.0,),
+             flip: bool = True, cam_stride: int = 4, device: torch.device | str = "cpu",
+             precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised float32 CAMs (low-resolution grid, image size) of one uint8 H x W x 3 image for
+    the label indices ``class_index`` (class id - 1).
+
+    Each scale runs the image and its mirror as one batch of two; ``precision`` ``bf16`` runs the
+    network under bfloat16 autocast (fast where the hardware has bf16 units: CUDA, AMX CPUs).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}' ({' | '.join(PRECISIONS)})")
+    device = torch.device(device)
+    height, width = image.shape[:2]
+    low_size = (math.ceil(height / cam_stride), math.ceil(width / cam_stride))
+    low = torch.zeros(len(class_index), *low_size, device=device)
+    high = torch.zeros(len(class_index), height, width, device=device)
+    base = normalize_image(image).unsqueeze(0).to(device)
+    classes = torch.as_tensor(class_index, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    for scale in scales if len(class_index) else ():
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        x = base if scale == 1.0 else F.interpolate(base, size=size, mode="bilinear", align_corners=False)
+        batch = torch.cat([x, x.flip(-1)]) if flip else x
+        with autocast:
+            cam = model(batch, with_proj=False)["cam"]
+        cam = F.relu(cam.float())[:, classes]
+        cam = cam[0:1] + cam[1:2].flip(-1) if flip else cam
+        low += F.interpolate(cam, size=low_size, mode="bilinear", align_corners=False)[0]
+        high += F.interpolate(cam, size=(height, width), mode="bilinear", align_corners=False)[0]
+    if len(class_index):
+        low /= low.flatten(1).amax(dim=1)[:, None, None] + 1e-5
+        high /= high.flatten(1).amax(dim=1)[:, None, None] + 1e-5
+    return low, high
+
+
+def infer_cams(model: nn.Module, image: np.ndarray, label: np.ndarray, scales: Sequence[float] = (1.0,),
+               flip: bool = True, cam_stride: int = 4, device: torch.device | str = "cpu",
+               precision: str = "fp32") -> dict[str, np.ndarray]:
+    """The CAM file contents of one image (uint8 H x W x 3) for the classes of its label
+    (float (20,) multi-hot); see :func:`cam_maps`."""
+    keys = np.nonzero(label)[0]
+    low, high = cam_maps(model, image, keys, scales, flip, cam_stride, device, precision)
+    return {
+        "keys": (keys + 1).astype(np.int64),
+        "cam": low.cpu().numpy().astype(np.float16),
+        "high_res": high.cpu().numpy().astype(np.float16),
+    }
+
+
+def dump_cams(model: nn.Module, dataset: "Dataset", cfg: "CamInferConfig", out_dir: str | os.PathLike,
+              device: torch.device | str = "cpu", desc: str = "make_cams", progress: bool = True) -> None:
+    """Write ``<out_dir>/<id>.npz`` for every item of ``dataset`` (a CamInferDataset or a Subset of one)
+    with :func:`inference_model` of ``model`` at ``cfg.precision``.
+
+    Images are decoded by ``cfg.num_workers`` loader processes while the model runs.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from ..data.datasets import single_collate
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = inference_model(model, device)
+    loader = DataLoader(dataset, batch_size=1, num_workers=cfg.num_workers, collate_fn=single_collate)
+    for item in tqdm(loader, desc=desc, disable=not progress):
+        cams = infer_cams(model, item["image"], item["label"], cfg.scales, cfg.flip, cfg.cam_stride, device,
+                          cfg.precision)
+        save_cam_file(out_dir / f"{item['id']}.npz", cams)

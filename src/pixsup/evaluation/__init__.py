@@ -1,0 +1,1 @@
+"""Evaluation against ground-truth masks: confusion matrices, seed sweeps and label folders."""

@@ -1,0 +1,32 @@
+"""The per-image loop of the steps that write one file per image, in one process or several."""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any, Callable, Iterable
+
+from tqdm import tqdm
+
+# The work of the running map_ids: forked workers inherit it, so it may be any callable
+# (a closure over a loaded network, say), which a pool could not pickle.
+_work: Callable[[str], Any] | None = None
+
+
+def _call_work(image_id: str) -> Any:
+    assert _work is not None
+    return _work(image_id)
+
+
+def map_ids(work: Callable[[str], Any], ids: list[str], workers: int, desc: str, progress: bool) -> Iterable[Any]:
+    """``work(id)`` for every id, in order; ``workers`` > 1 uses that many forked processes."""
+    global _work
+    if workers <= 1:
+        yield from (work(i) for i in tqdm(ids, desc=desc, unit="img", disable=not progress))
+        return
+    _work = work
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield from tqdm(pool.imap(_call_work, ids, chunksize=4), total=len(ids), desc=desc, unit="img",
+                            disable=not progress)
+    finally:
+        _work = None

@@ -1,0 +1,60 @@
+"""The test split's predictions in the evaluation server's layout, and the tar to upload.
+
+Predicts as make_seg_preds --mode ms does (``seg_infer.scales``, mirrors if
+``seg_infer.flip``, the dense CRF if ``seg_infer.crf``).
+
+Inputs:  --model (train_seg output), --root (VOC2012 folder), --split (default: test),
+         --params (reads section ``seg_infer``).
+Outputs: --out, a folder with ``<id>.png`` per image and ``index.json`` (as make_seg_preds);
+         --tar, a tar of the PNGs under ``results/VOC2012/Segmentation/comp6_test_cls/``, as
+         the server expects; ``<out>.meta.json``.
+
+Example:
+  python -m pixsup.steps.make_test_submission --params params.yaml --root data/synthetic/VOC2012 \\
+      --model results/synthetic/seg/model.pt --out results/synthetic/VOC2012/Segmentation/comp6_test_cls \\
+      --tar results/synthetic/submission_test.tar
+"""
+
+from __future__ import annotations
+
+from ..config import load_params, section_dict
+from ..data.voc import read_split
+from ..provenance import StepRecord
+from ..runtime.device import resolve_device
+from ..segmentation.prediction import predict_folder, write_submission_tar
+from ..segmentation.training import load_segnet
+from . import _cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _cli.parser("make_test_submission", __doc__)
+    _cli.add_params_argument(p)
+    p.add_argument("--model", required=True, help="train_seg output")
+    p.add_argument("--root", required=True, help="VOC2012 folder")
+    p.add_argument("--split", default="test", help="split to predict (default: test)")
+    p.add_argument("--out", required=True, help="folder of prediction PNGs")
+    p.add_argument("--tar", required=True, help="the submission tar to write")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _cli.add_common_arguments(p)
+    args = p.parse_args(argv)
+    _cli.setup_logging(args.log)
+
+    def body() -> int:
+        params = load_params(args.params)
+        cfg = params.seg_infer
+        record = StepRecord("make_test_submission", section_dict(params, "seg_infer"))
+        device = resolve_device(args.device)
+        ids = read_split(args.root, args.split)
+        scales = tuple(cfg.scales)
+        predict_folder(load_segnet(args.model).to(device), args.root, ids, args.out, scales, cfg.flip,
+                       cfg.crf_params if cfg.crf else None, device, {"split": args.split, "mode": "ms", "model": args.model},
+                       progress=not args.quiet)
+        write_submission_tar(args.out, ids, args.tar)
+        record.write(args.out, extra={"images": len(ids), "mode": "ms", "tar": args.tar})
+        return 0
+
+    return _cli.run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
