@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pixsup.files import write_text
 
@@ -55,17 +55,30 @@ def run_stages(names: list[str], options: Options) -> tuple[list[dict], list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=list(STAGES), metavar="STAGE",
-                        help=f"run these stages only ({', '.join(STAGES)})")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=list(STAGES), metavar="STAGE", help=f"run these stages only ({', '.join(STAGES)})"
+    )
     parser.add_argument("--quick", action="store_true", help="small inputs: checks the benchmarks run, not speed")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="records JSON (default: results/benchmarks.json; with --gpu results/benchmarks_gpu.json)")
-    parser.add_argument("--workflow-root", type=Path, default=None,
-                        help="a repository whose default workflow has finished (default: this one, if finished)")
-    parser.add_argument("--gpu", action="store_true",
-                        help="run the GPU benchmark (CAM training and make_cams with and without each optimisation)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="records JSON (default: results/benchmarks.json; with --gpu results/benchmarks_gpu.json)",
+    )
+    parser.add_argument(
+        "--workflow-root",
+        type=Path,
+        default=None,
+        help="a repository whose default workflow has finished (default: this one, if finished)",
+    )
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="run the GPU benchmark (CAM training and make_cams with and without each optimisation)",
+    )
     args = parser.parse_args(argv)
     if args.gpu:
         from . import gpu

@@ -52,9 +52,14 @@ def _write_inputs(root: Path, count: int, height: int, width: int) -> list[str]:
         pred[rng.random((height, width)) < 0.02] = keys[0]
         save_png(root / MASK_DIR / f"{image_id}.png", gt, voc_palette())
         save_png(root / "preds" / f"{image_id}.png", pred, voc_palette())
-        save_cam_file(root / "cams" / f"{image_id}.npz", {
-            "keys": keys.astype(np.int64), "cam": high[:, ::4, ::4].astype(np.float16),
-            "high_res": high.astype(np.float16)})
+        save_cam_file(
+            root / "cams" / f"{image_id}.npz",
+            {
+                "keys": keys.astype(np.int64),
+                "cam": high[:, ::4, ::4].astype(np.float16),
+                "high_res": high.astype(np.float16),
+            },
+        )
     write_text(root / SPLIT_DIR / "train.txt", "\n".join(ids) + "\n")
     return ids
 
@@ -69,8 +74,9 @@ def reference_mask_confusion(root: Path, ids: list[str]) -> np.ndarray:
     for image_id in ids:
         gt, pred = _decode_png(root / MASK_DIR / f"{image_id}.png"), _decode_png(root / "preds" / f"{image_id}.png")
         valid = gt != IGNORE_INDEX
-        conf += np.bincount(NUM_CLASSES * gt[valid].astype(int) + pred[valid],
-                            minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+        conf += np.bincount(NUM_CLASSES * gt[valid].astype(int) + pred[valid], minlength=NUM_CLASSES**2).reshape(
+            NUM_CLASSES, NUM_CLASSES
+        )
     return conf
 
 
@@ -84,8 +90,9 @@ def reference_seed_curve(root: Path, ids: list[str]) -> list[float]:
         valid = gt != IGNORE_INDEX
         for j, threshold in enumerate(THRESHOLDS.astype(np.float32)):
             pred = keys[np.argmax(np.concatenate([np.full((1, *gt.shape), threshold, np.float32), cams]), axis=0)]
-            confs[j] += np.bincount(NUM_CLASSES * gt[valid].astype(int) + pred[valid],
-                                    minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+            confs[j] += np.bincount(
+                NUM_CLASSES * gt[valid].astype(int) + pred[valid], minlength=NUM_CLASSES**2
+            ).reshape(NUM_CLASSES, NUM_CLASSES)
     return [scores(conf)["miou"] for conf in confs]
 
 
@@ -95,11 +102,17 @@ def run(options: Options) -> list[Record]:
         root = Path(tmp)
         ids = _write_inputs(root, count, height, width)
         masks = evaluate_label_folder(root / "preds", root, "train", progress=False)
-        mask_check = check_equal("per-class IoU of the masks", list(masks["per_class_iou"].values()),
-                                 list(scores(reference_mask_confusion(root, ids))["per_class_iou"].values()))
+        mask_check = check_equal(
+            "per-class IoU of the masks",
+            list(masks["per_class_iou"].values()),
+            list(scores(reference_mask_confusion(root, ids))["per_class_iou"].values()),
+        )
         seeds = evaluate_cams(root / "cams", root, "train", THRESHOLDS, progress=False)
-        seed_check = check_equal(f"seed mIoU at {len(THRESHOLDS)} thresholds",
-                                 [point["miou"] for point in seeds["curve"]], reference_seed_curve(root, ids))
+        seed_check = check_equal(
+            f"seed mIoU at {len(THRESHOLDS)} thresholds",
+            [point["miou"] for point in seeds["curve"]],
+            reference_seed_curve(root, ids),
+        )
 
         def decode_masks() -> None:
             for image_id in ids:
@@ -112,24 +125,53 @@ def run(options: Options) -> list[Record]:
                     data["keys"], data["cam"], data["high_res"]
 
         repeats = 1 if options.quick else 5
-        seconds = interleaved_seconds({
-            "eval_masks": lambda: evaluate_label_folder(root / "preds", root, "train", progress=False),
-            "decode_masks": decode_masks,
-            "eval_cams": lambda: evaluate_cams(root / "cams", root, "train", THRESHOLDS, progress=False),
-            "decode_seeds": decode_seeds,
-        }, repeats)
-        reference = interleaved_seconds({"masks": lambda: reference_mask_confusion(root, ids),
-                                         "seeds": lambda: reference_seed_curve(root, ids)}, 1)
+        seconds = interleaved_seconds(
+            {
+                "eval_masks": lambda: evaluate_label_folder(root / "preds", root, "train", progress=False),
+                "decode_masks": decode_masks,
+                "eval_cams": lambda: evaluate_cams(root / "cams", root, "train", THRESHOLDS, progress=False),
+                "decode_seeds": decode_seeds,
+            },
+            repeats,
+        )
+        reference = interleaved_seconds(
+            {"masks": lambda: reference_mask_confusion(root, ids), "seeds": lambda: reference_seed_curve(root, ids)}, 1
+        )
     rate = {name: count / s for name, s in seconds.items()}
     size = f"{count} images of {width}x{height}"
     return [
-        Record(STAGE, "eval_masks images/s vs decoding both PNGs alone", rate["eval_masks"], rate["decode_masks"],
-               Target(">=", DECODE_SPEED_SHARE), mask_check, size),
-        Record(STAGE, "eval_masks images/s vs per-image confusion matrices", rate["eval_masks"],
-               count / reference["masks"], Target(">=", 1.0), mask_check),
-        Record(STAGE, "eval_cams images/s vs decoding the CAM file and mask alone", rate["eval_cams"],
-               rate["decode_seeds"], Target(">=", DECODE_SPEED_SHARE), seed_check,
-               f"{size}, 2 classes each, {len(THRESHOLDS)} thresholds"),
-        Record(STAGE, "eval_cams images/s vs an argmax per threshold", rate["eval_cams"], count / reference["seeds"],
-               Target(">=", 1.0), seed_check),
+        Record(
+            STAGE,
+            "eval_masks images/s vs decoding both PNGs alone",
+            rate["eval_masks"],
+            rate["decode_masks"],
+            Target(">=", DECODE_SPEED_SHARE),
+            mask_check,
+            size,
+        ),
+        Record(
+            STAGE,
+            "eval_masks images/s vs per-image confusion matrices",
+            rate["eval_masks"],
+            count / reference["masks"],
+            Target(">=", 1.0),
+            mask_check,
+        ),
+        Record(
+            STAGE,
+            "eval_cams images/s vs decoding the CAM file and mask alone",
+            rate["eval_cams"],
+            rate["decode_seeds"],
+            Target(">=", DECODE_SPEED_SHARE),
+            seed_check,
+            f"{size}, 2 classes each, {len(THRESHOLDS)} thresholds",
+        ),
+        Record(
+            STAGE,
+            "eval_cams images/s vs an argmax per threshold",
+            rate["eval_cams"],
+            count / reference["seeds"],
+            Target(">=", 1.0),
+            seed_check,
+        ),
     ]

@@ -85,8 +85,7 @@ def _autocast(device: torch.device, opts: frozenset[str]):
 def train_images_per_second(device: torch.device, opts: frozenset[str], sizes: Sizes) -> tuple[float, float | None]:
     """(images/s, peak MB) of `full` training steps on one host batch copied to the device every step."""
     _reset(device, opts)
-    cfg = CamTrainConfig(backbone=sizes.backbone, batch_size=sizes.batch,
-                         augment=AugmentConfig(crop_size=sizes.crop))
+    cfg = CamTrainConfig(backbone=sizes.backbone, batch_size=sizes.batch, augment=AugmentConfig(crop_size=sizes.crop))
     main = create_model(sizes.backbone, proj_dim=cfg.proj_dim, pretrained="none").to(device).train()
     support = SupportNet(main, "frozen")
     memory_format = torch.channels_last if "channels_last" in opts else torch.contiguous_format
@@ -119,8 +118,7 @@ def train_images_per_second(device: torch.device, opts: frozenset[str], sizes: S
     return sizes.batch * sizes.train_steps / (time.perf_counter() - started), _peak_mb(device)
 
 
-def make_cams_images_per_second(device: torch.device, opts: frozenset[str], sizes: Sizes
-                                ) -> tuple[float, float | None]:
+def make_cams_images_per_second(device: torch.device, opts: frozenset[str], sizes: Sizes) -> tuple[float, float | None]:
     """(images/s, peak MB) of multi-scale + flip CAMs of VOC-sized images, after one warm pass over them."""
     _reset(device, opts)
     model = inference_model(create_model(sizes.backbone, pretrained="none"), device)
@@ -129,8 +127,9 @@ def make_cams_images_per_second(device: torch.device, opts: frozenset[str], size
     if "compile" in opts:
         model = torch.compile(model, dynamic=True)
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, size=(*VOC_SIZES[i % len(VOC_SIZES)], 3), dtype=np.uint8)
-              for i in range(sizes.images)]
+    images = [
+        rng.integers(0, 256, size=(*VOC_SIZES[i % len(VOC_SIZES)], 3), dtype=np.uint8) for i in range(sizes.images)
+    ]
     cfg = CamInferConfig()
     precision = "bf16" if "bf16" in opts else "fp32"
 
@@ -149,10 +148,10 @@ def make_cams_images_per_second(device: torch.device, opts: frozenset[str], size
 def measure(device: torch.device, sizes: Sizes) -> list[Record]:
     """Every workload in every configuration; ratios against "none"."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+    scales = len(CamInferConfig().scales)
     workloads = {
         f"train_cam {sizes.backbone} {sizes.crop} px, batch {sizes.batch}, full": train_images_per_second,
-        f"make_cams {sizes.backbone}, VOC sizes, {len(CamInferConfig().scales)} scales + flip":
-            make_cams_images_per_second,
+        f"make_cams {sizes.backbone}, VOC sizes, {scales} scales + flip": make_cams_images_per_second,
     }
     records = []
     for workload, measure_one in workloads.items():
@@ -162,20 +161,29 @@ def measure(device: torch.device, sizes: Sizes) -> list[Record]:
             try:
                 rate, peak = measure_one(device, opts, sizes)
             except Exception as exc:  # noqa: BLE001 - one failing configuration must not end the run
-                records.append(Record(f"gpu {workload}", f"images/s, {config}", None, baseline,
-                                      note=f"{name}; failed: {type(exc).__name__}: {str(exc)[:300]}"))
+                records.append(
+                    Record(
+                        f"gpu {workload}",
+                        f"images/s, {config}",
+                        None,
+                        baseline,
+                        note=f"{name}; failed: {type(exc).__name__}: {str(exc)[:300]}",
+                    )
+                )
                 continue
             baseline = rate if config == "none" else baseline
             peak_note = f"; peak memory {peak:.0f} MB" if peak is not None else ""
-            records.append(Record(f"gpu {workload}", f"images/s, {config}", rate, baseline,
-                                  note=f"{name}{peak_note}"))
+            records.append(Record(f"gpu {workload}", f"images/s, {config}", rate, baseline, note=f"{name}{peak_note}"))
     return records
 
 
 def main(out: Path, quick: bool) -> int:
     if not torch.cuda.is_available():
-        print(f"error: the GPU benchmark needs a CUDA device, and torch {torch.__version__} finds none "
-              f"(torch.cuda.is_available() is False); the CPU stages run without --gpu", file=sys.stderr)
+        print(
+            f"error: the GPU benchmark needs a CUDA device, and torch {torch.__version__} finds none "
+            f"(torch.cuda.is_available() is False); the CPU stages run without --gpu",
+            file=sys.stderr,
+        )
         return 2
     records = [r.as_json() for r in measure(torch.device("cuda"), QUICK if quick else Sizes())]
     write_text(out, json.dumps(records, indent=2) + "\n")

@@ -42,13 +42,16 @@ BF16_SPEEDUP = 3.0
 BF16_MIOU_POINTS = 0.2
 SEED_METRIC = "seed mIoU of the finished run's `full` CAMs (train): bf16 vs fp32"
 FILE_METRIC = "max |normalised CAM| difference of the finished run's `full` CAM files: bf16 vs fp32"
-SYNTHETIC_TARGETS = {SEED_METRIC: Target("<=", BF16_MIOU_POINTS, "difference"),
-                     FILE_METRIC: Target("<=", BF16_CAM_DEVIATION, "difference")}
+SYNTHETIC_TARGETS = {
+    SEED_METRIC: Target("<=", BF16_MIOU_POINTS, "difference"),
+    FILE_METRIC: Target("<=", BF16_CAM_DEVIATION, "difference"),
+}
 
 
 @torch.no_grad()
-def baseline_cams(model: torch.nn.Module, image: np.ndarray, class_index: np.ndarray, scales: tuple[float, ...],
-                  cam_stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+def baseline_cams(
+    model: torch.nn.Module, image: np.ndarray, class_index: np.ndarray, scales: tuple[float, ...], cam_stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised CAMs (low-resolution grid, image size) the plain way: one fp32 forward per scale."""
     height, width = image.shape[:2]
     low_size = (math.ceil(height / cam_stride), math.ceil(width / cam_stride))
@@ -94,23 +97,45 @@ def run(options: Options) -> list[Record]:
         return [t for image in images for t in baseline_cams(model, image, classes, scales, stride)]
 
     def ours(precision: str) -> list[torch.Tensor]:
-        return [t for image in images
-                for t in cam_maps(ours_model, image, classes, scales, True, stride, "cpu", precision)]
+        return [
+            t for image in images for t in cam_maps(ours_model, image, classes, scales, True, stride, "cpu", precision)
+        ]
 
     reference, fp32, bf16 = baseline(), ours("fp32"), ours("bf16")
     fp32_check = check_close("normalised CAMs, fp32", fp32, reference, FP32_TOLERANCE)
     bf16_check = check_close("normalised CAMs, bf16", bf16, reference, BF16_SAME_WORK)
-    seconds = interleaved_seconds({"baseline": baseline, "fp32": lambda: ours("fp32"),
-                                   "bf16": lambda: ours("bf16")}, repeats=1 if options.quick else 3)
+    seconds = interleaved_seconds(
+        {"baseline": baseline, "fp32": lambda: ours("fp32"), "bf16": lambda: ours("bf16")},
+        repeats=1 if options.quick else 3,
+    )
     rate = {name: len(images) / s for name, s in seconds.items()}
     loop = "images/s vs a per-image, per-scale fp32 loop"
     records = [
-        Record(STAGE, f"{loop}: fp32 (channels_last, BatchNorm folded)", rate["fp32"], rate["baseline"],
-               Target(">=", 1.0), fp32_check),
-        Record(STAGE, f"{loop}: bf16 autocast (channels_last)", rate["bf16"], rate["baseline"],
-               Target(">=", BF16_SPEEDUP), bf16_check, bf16_hardware()),
-        Record(STAGE, "max |normalised CAM - baseline's|: bf16 vs fp32", max_abs_difference(bf16, reference),
-               max_abs_difference(fp32, reference), Target("<=", BF16_CAM_DEVIATION, "difference"), bf16_check),
+        Record(
+            STAGE,
+            f"{loop}: fp32 (channels_last, BatchNorm folded)",
+            rate["fp32"],
+            rate["baseline"],
+            Target(">=", 1.0),
+            fp32_check,
+        ),
+        Record(
+            STAGE,
+            f"{loop}: bf16 autocast (channels_last)",
+            rate["bf16"],
+            rate["baseline"],
+            Target(">=", BF16_SPEEDUP),
+            bf16_check,
+            bf16_hardware(),
+        ),
+        Record(
+            STAGE,
+            "max |normalised CAM - baseline's|: bf16 vs fp32",
+            max_abs_difference(bf16, reference),
+            max_abs_difference(fp32, reference),
+            Target("<=", BF16_CAM_DEVIATION, "difference"),
+            bf16_check,
+        ),
     ]
     run_or_reason = "--quick" if options.quick else finished_run(options)
     if isinstance(run_or_reason, str):
@@ -126,8 +151,9 @@ def _synthetic_records(run: FinishedRun) -> list[Record]:
     model_path = run.results / "full" / "model.pt"
     model, _ = load_cam_net(model_path)
     dataset = CamInferDataset(run.data_root, "train")
-    thresholds = sweep_thresholds(params.cam_eval.threshold_min, params.cam_eval.threshold_max,
-                                  params.cam_eval.threshold_step)
+    thresholds = sweep_thresholds(
+        params.cam_eval.threshold_min, params.cam_eval.threshold_max, params.cam_eval.threshold_step
+    )
     miou, high_res = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("fp32", "bf16"):
@@ -135,10 +161,11 @@ def _synthetic_records(run: FinishedRun) -> list[Record]:
             cfg = params.cam_infer.model_copy(update={"precision": precision})
             dump_cams(model, dataset, cfg, out, progress=False)
             miou[precision] = evaluate_cams(out, run.data_root, "train", thresholds, progress=False)["miou"]
-            high_res[precision] = [load_cam_file(out / f"{i}.npz")["high_res"].astype(np.float32)
-                                   for i in dataset.ids]
+            high_res[precision] = [load_cam_file(out / f"{i}.npz")["high_res"].astype(np.float32) for i in dataset.ids]
     check = check_close("CAM files, bf16 vs fp32", high_res["bf16"], high_res["fp32"], BF16_SAME_WORK)
     deviation = max_abs_difference(high_res["bf16"], high_res["fp32"])
     note = f"{len(dataset)} images, {model_path}"
-    return [Record(STAGE, SEED_METRIC, miou["bf16"], miou["fp32"], SYNTHETIC_TARGETS[SEED_METRIC], check, note),
-            Record(STAGE, FILE_METRIC, deviation, 0.0, SYNTHETIC_TARGETS[FILE_METRIC], check, note)]
+    return [
+        Record(STAGE, SEED_METRIC, miou["bf16"], miou["fp32"], SYNTHETIC_TARGETS[SEED_METRIC], check, note),
+        Record(STAGE, FILE_METRIC, deviation, 0.0, SYNTHETIC_TARGETS[FILE_METRIC], check, note),
+    ]

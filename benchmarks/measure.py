@@ -18,9 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,10 +81,17 @@ class Record:
         return self.target.met(self.ours, self.baseline)
 
     def as_json(self) -> dict[str, Any]:
-        return {"stage": self.stage, "metric": self.metric, "ours": _rounded(self.ours),
-                "baseline": _rounded(self.baseline), "ratio": _rounded(self.ratio),
-                "target": str(self.target) if self.target else None, "met": self.met, "check": self.check,
-                "note": self.note}
+        return {
+            "stage": self.stage,
+            "metric": self.metric,
+            "ours": _rounded(self.ours),
+            "baseline": _rounded(self.baseline),
+            "ratio": _rounded(self.ratio),
+            "target": str(self.target) if self.target else None,
+            "met": self.met,
+            "check": self.check,
+            "note": self.note,
+        }
 
 
 def skipped(stage: str, metric: str, reason: str, target: Target | None = None) -> Record:
@@ -110,19 +118,27 @@ def _cell(value: object) -> str:
 
 def table(records: list[dict]) -> str:
     """The records as a Markdown table, checks and notes below it."""
-    rows = [[_cell(r[k]) for k in ("stage", "metric", "ours", "baseline", "ratio", "target", "met")]
-            for r in records]
+    rows = [[_cell(r[k]) for k in ("stage", "metric", "ours", "baseline", "ratio", "target", "met")] for r in records]
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    notes = [f"- {r['stage']}, {r['metric']}: " + "; ".join(filter(None, [r["check"], r["note"]]))
-             for r in records if r["check"] or r["note"]]
+    notes = [
+        f"- {r['stage']}, {r['metric']}: " + "; ".join(filter(None, [r["check"], r["note"]]))
+        for r in records
+        if r["check"] or r["note"]
+    ]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def max_abs_difference(ours: Any, baseline: Any) -> float:
     """The largest |ours - baseline| over arrays (or lists of arrays) of the same shapes."""
-    return max((float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
-                if np.size(a) else 0.0) for a, b in _pairs(ours, baseline))
+    return max(
+        (
+            float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+            if np.size(a)
+            else 0.0
+        )
+        for a, b in _pairs(ours, baseline)
+    )
 
 
 def check_close(what: str, ours: Any, baseline: Any, atol: float) -> str:
@@ -172,8 +188,12 @@ def in_fresh_process(job: str, **kwargs: Any) -> tuple[Any, float, float]:
     """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.pt"
-        done = subprocess.run([sys.executable, "-m", "benchmarks.measure", job, json.dumps(kwargs), str(out)],
-                              cwd=REPO, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.measure", job, json.dumps(kwargs), str(out)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{job} failed in its own process:\n{done.stderr[-3000:]}")
         figures = json.loads(done.stdout.strip().splitlines()[-1])

@@ -33,17 +33,26 @@ def run(options: Options) -> list[Record]:
     results, seconds, peak_mb = {}, {}, {}
     for kind in ("ours", "dense"):
         results[kind], seconds[kind], peak_mb[kind] = in_fresh_process(
-            "benchmarks.random_walk:walk_job", kind=kind, height=height, width=width, classes=3)
+            "benchmarks.random_walk:walk_job", kind=kind, height=height, width=width, classes=3
+        )
     scale = results["dense"].abs().max().item()
-    check = check_close("walked scores / their maximum", results["ours"] / scale, results["dense"] / scale,
-                        RELATIVE_TOLERANCE)
+    check = check_close(
+        "walked scores / their maximum", results["ours"] / scale, results["dense"] / scale, RELATIVE_TOLERANCE
+    )
     same = (results["ours"].argmax(0) == results["dense"].argmax(0)).double().mean().item()
     if same < SAME_LABEL_SHARE:
         raise CheckFailed(f"labels agree on {same:.2%} of the cells, fewer than {SAME_LABEL_SHARE:.1%}")
     check += f"; same label on {same:.2%} of {height * width} cells"
     size = f"{height}x{width} grid, 3 classes"
     return [
-        Record(STAGE, "peak memory MB vs the dense matrix", peak_mb["ours"], peak_mb["dense"],
-               Target("<=", 0.1), check, size),
+        Record(
+            STAGE,
+            "peak memory MB vs the dense matrix",
+            peak_mb["ours"],
+            peak_mb["dense"],
+            Target("<=", 0.1),
+            check,
+            size,
+        ),
         Record(STAGE, "seconds vs the dense matrix", seconds["ours"], seconds["dense"], Target("<=", 1.0), check),
     ]

@@ -32,8 +32,9 @@ def _tool(name: str) -> str:
 
 
 def _run(cmd: list[str], root: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               DVC_NO_ANALYTICS="1")
+    env = dict(
+        os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1"
+    )
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -56,8 +57,15 @@ def _snakemake(run: FinishedRun, repeats: int) -> Record:
     seconds = _median_seconds(command, run.root, repeats)
     if NOTHING_TO_DO not in (after := _run(command + ["-n"], run.root)).stdout + after.stderr:
         raise CheckFailed("snakemake found work to do after the timed no-op runs")
-    return Record(STAGE, SNAKEMAKE_METRIC, seconds, TARGET_SECONDS, UNDER_TARGET, "snakemake -n: nothing to be done",
-                  str(run.root))
+    return Record(
+        STAGE,
+        SNAKEMAKE_METRIC,
+        seconds,
+        TARGET_SECONDS,
+        UNDER_TARGET,
+        "snakemake -n: nothing to be done",
+        str(run.root),
+    )
 
 
 def _dvc(run: FinishedRun, repeats: int) -> Record:
@@ -67,8 +75,7 @@ def _dvc(run: FinishedRun, repeats: int) -> Record:
     if status.returncode != 0 or json.loads(status.stdout or "null") != {}:
         return skipped(STAGE, DVC_METRIC, f"dvc status in {run.root} finds stages to run", UNDER_TARGET)
     seconds = _median_seconds([_tool("dvc"), "repro"], run.root, repeats)
-    return Record(STAGE, DVC_METRIC, seconds, TARGET_SECONDS, UNDER_TARGET, "dvc status: up to date",
-                  str(run.root))
+    return Record(STAGE, DVC_METRIC, seconds, TARGET_SECONDS, UNDER_TARGET, "dvc status: up to date", str(run.root))
 
 
 def run(options: Options) -> list[Record]:

@@ -33,9 +33,15 @@ from pixsup.files import write_json
 # Rows are overrides of the method as docs/method.md first defines it (the
 # literal reading of the paper), whatever params.yaml's defaults have become.
 LITERAL = {
-    "rcm.weight": 1.0, "rcm.regions": "support",
-    "mam.weight": 1.0, "mam.fusion": "attention", "mam.dissimilarity": "abs", "mam.temperature": 2.0,
-    "mam.one_sided": False, "mam.bg_weight": 0.0, "mam.scales": [0.5, 1.0, 1.5],
+    "rcm.weight": 1.0,
+    "rcm.regions": "support",
+    "mam.weight": 1.0,
+    "mam.fusion": "attention",
+    "mam.dissimilarity": "abs",
+    "mam.temperature": 2.0,
+    "mam.one_sided": False,
+    "mam.bg_weight": 0.0,
+    "mam.scales": [0.5, 1.0, 1.5],
 }
 
 # name -> (variant, cam_train overrides as dotted keys)
@@ -55,13 +61,17 @@ ROWS: dict[str, tuple[str, dict[str, object]]] = {
     "mam_scales_0.5-2": ("mam", {"mam.scales": [0.5, 1.0, 2.0]}),
     "mam_max_one_sided_bg1": ("mam", {"mam.fusion": "max", "mam.one_sided": True, "mam.bg_weight": 1.0}),
     "mam_max_lambda3": ("mam", {"mam.fusion": "max", "mam.weight": 3.0}),
-    "mam_expand_one_sided_bg1": ("mam", {"mam.dissimilarity": "expand", "mam.temperature": 0.1,
-                                         "mam.one_sided": True, "mam.bg_weight": 1.0}),
+    "mam_expand_one_sided_bg1": (
+        "mam",
+        {"mam.dissimilarity": "expand", "mam.temperature": 0.1, "mam.one_sided": True, "mam.bg_weight": 1.0},
+    ),
     "full_one_sided_bg1": ("full", {"mam.one_sided": True, "mam.bg_weight": 1.0}),
     "full_max_one_sided_bg1": ("full", {"mam.fusion": "max", "mam.one_sided": True, "mam.bg_weight": 1.0}),
     "rcm_multiscale": ("rcm", {"rcm.regions": "multiscale"}),
-    "full_multiscale_one_sided_bg1": ("full", {"rcm.regions": "multiscale", "mam.one_sided": True,
-                                               "mam.bg_weight": 1.0}),
+    "full_multiscale_one_sided_bg1": (
+        "full",
+        {"rcm.regions": "multiscale", "mam.one_sided": True, "mam.bg_weight": 1.0},
+    ),
     "mam_one_sided_bg1_lambda3": ("mam", {"mam.one_sided": True, "mam.bg_weight": 1.0, "mam.weight": 3.0}),
     "rcm_weight0.1": ("rcm", {"rcm.weight": 0.1}),
     "full_one_sided_bg1_rcm0.1": ("full", {"rcm.weight": 0.1, "mam.one_sided": True, "mam.bg_weight": 1.0}),
@@ -88,8 +98,9 @@ def score(model_path: Path, params, root: Path, split: str, cams_dir: Path) -> d
     model.eval()
     dump_cams(model, CamInferDataset(root, split), params.cam_infer, cams_dir, progress=False)
     e = params.cam_eval
-    return evaluate_cams(cams_dir, root, split, sweep_thresholds(e.threshold_min, e.threshold_max,
-                                                                   e.threshold_step), progress=False)
+    return evaluate_cams(
+        cams_dir, root, split, sweep_thresholds(e.threshold_min, e.threshold_max, e.threshold_step), progress=False
+    )
 
 
 def main() -> None:
@@ -116,8 +127,12 @@ def main() -> None:
         if not support.is_file():
             train_cam(params.cam_train, root, "train_aug", "support", support, progress=False)
         row = {"row": "support", "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
-        row.update({k: score(support, params, root, args.split, out / f"seed{seed}" / "cams" / "support")[k]
-                    for k in ("miou", "best_threshold")})
+        row.update(
+            {
+                k: score(support, params, root, args.split, out / f"seed{seed}" / "cams" / "support")[k]
+                for k in ("miou", "best_threshold")
+            }
+        )
         print(json.dumps(row), flush=True)
         results.append(row)
         for name in args.rows:
@@ -126,11 +141,14 @@ def main() -> None:
             model = out / f"seed{seed}" / f"{name}.pt"
             t0 = time.perf_counter()
             if not model.is_file():
-                train_cam(params.cam_train, root, "train_aug", variant, model, support_ckpt=support,
-                          progress=False)
+                train_cam(params.cam_train, root, "train_aug", variant, model, support_ckpt=support, progress=False)
             row = {"row": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
-            row.update({k: score(model, params, root, args.split, out / f"seed{seed}" / "cams" / name)[k]
-                        for k in ("miou", "best_threshold")})
+            row.update(
+                {
+                    k: score(model, params, root, args.split, out / f"seed{seed}" / "cams" / name)[k]
+                    for k in ("miou", "best_threshold")
+                }
+            )
             print(json.dumps(row), flush=True)
             results.append(row)
     write_json(out / f"study_{args.split}.json", results)

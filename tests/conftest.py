@@ -13,9 +13,16 @@ from pixsup.data.synthetic import generate_synthetic
 
 # A shrunken copy of the real config: same code paths, CPU-sized numbers.
 SMALL_RAW = {
-    "data": {"synthetic": {"num_train": 12, "num_aug_extra": 12, "num_val": 8, "num_test": 4, "min_side": 64, "max_side": 80}},
+    "data": {
+        "synthetic": {"num_train": 12, "num_aug_extra": 12, "num_val": 8, "num_test": 4, "min_side": 64, "max_side": 80}
+    },
     "cam_train": {
-        "backbone": "tiny", "pretrained": "none", "epochs": 2, "batch_size": 8, "num_workers": 0, "lr": 0.05,
+        "backbone": "tiny",
+        "pretrained": "none",
+        "epochs": 2,
+        "batch_size": 8,
+        "num_workers": 0,
+        "lr": 0.05,
         "augment": {"resize_long": [56, 72], "crop_size": 64},
         "mam": {"scales": [0.5, 1.0, 1.5]},
     },

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from pixsup import files
+from pixsup.checkpoints import resume_path
 from pixsup.runtime.distributed import launch_rank, process_group
 from pixsup.steps import train_cam, train_irn, train_seg
-from pixsup.checkpoints import resume_path
 
 folder, root = Path(sys.argv[1]), sys.argv[2]
 out = folder / "ddp"
@@ -38,19 +38,60 @@ files.atomic_path = _recording_atomic_path
 
 
 def cam(name: str, *args: str, params: str = "params.yaml") -> int:
-    return train_cam.main(["--params", str(folder / params), "--root", root, "--split", "train_aug",
-                           "--out", str(out / name), "--quiet", *args])
+    return train_cam.main(
+        [
+            "--params",
+            str(folder / params),
+            "--root",
+            root,
+            "--split",
+            "train_aug",
+            "--out",
+            str(out / name),
+            "--quiet",
+            *args,
+        ]
+    )
 
 
 def seg(name: str, *args: str) -> int:
-    return train_seg.main(["--params", str(folder / "params.yaml"), "--root", root, "--split", "train_aug",
-                           "--masks", f"{root}/SegmentationClassAug", "--out", str(out / name), "--quiet", *args])
+    return train_seg.main(
+        [
+            "--params",
+            str(folder / "params.yaml"),
+            "--root",
+            root,
+            "--split",
+            "train_aug",
+            "--masks",
+            f"{root}/SegmentationClassAug",
+            "--out",
+            str(out / name),
+            "--quiet",
+            *args,
+        ]
+    )
 
 
 def irn(name: str, *args: str) -> int:
-    return train_irn.main(["--params", str(folder / "params.yaml"), "--root", root, "--split", "train_aug",
-                           "--labels", f"{root}/SegmentationClassAug", "--cam-model", str(folder / "single" / "support.pt"),
-                           "--out", str(out / name), "--quiet", *args])
+    return train_irn.main(
+        [
+            "--params",
+            str(folder / "params.yaml"),
+            "--root",
+            root,
+            "--split",
+            "train_aug",
+            "--labels",
+            f"{root}/SegmentationClassAug",
+            "--cam-model",
+            str(folder / "single" / "support.pt"),
+            "--out",
+            str(out / name),
+            "--quiet",
+            *args,
+        ]
+    )
 
 
 support = ["--support", str(folder / "single" / "support.pt")]
@@ -82,6 +123,13 @@ with process_group(torch.device("cpu")) as ranks:
 
 rank = launch_rank()
 (folder / "reports").mkdir(exist_ok=True)
-(folder / "reports" / f"rank{rank}.json").write_text(json.dumps(
-    {"codes": codes, "written": written, "stopped_with_resume_checkpoint": stopped_state,
-     "check_message": check_message}))
+(folder / "reports" / f"rank{rank}.json").write_text(
+    json.dumps(
+        {
+            "codes": codes,
+            "written": written,
+            "stopped_with_resume_checkpoint": stopped_state,
+            "check_message": check_message,
+        }
+    )
+)

@@ -27,8 +27,14 @@ def block_mask(height: int = 24, width: int = 32, class_id: int = 15) -> np.ndar
     return mask
 
 
-def write_item(root: Path, image_id: str, pixels: np.ndarray | None = None, mask: np.ndarray | None = None,
-               aug_mask: bool = False, objects: list[int] | None = None) -> None:
+def write_item(
+    root: Path,
+    image_id: str,
+    pixels: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    aug_mask: bool = False,
+    objects: list[int] | None = None,
+) -> None:
     """Write the files of one id: JPEG, optional mask (palette, or grayscale in the Aug folder), optional XML."""
     pixels = image() if pixels is None else pixels
     save_jpeg(root / voc_format.JPEG_DIR / f"{image_id}.jpg", pixels)

@@ -50,44 +50,46 @@ def _node_line() -> str:
 
 def slurm_conf(state: Path, node_line: str) -> str:
     host = socket.gethostname()
-    return "\n".join([
-        MARKER,
-        "ClusterName=pixsup-test",
-        f"SlurmctldHost={host}(127.0.0.1)",
-        "SlurmUser=root",
-        "AuthType=auth/munge",
-        "MpiDefault=none",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/affinity",
-        "SelectType=select/cons_tres",
-        # Memory is checked per job but not reserved, so a training job (16 GB
-        # asked) does not keep a 1-CPU evaluation off this small node.
-        "SelectTypeParameters=CR_Core",
-        "DefMemPerCPU=1000",
-        "GresTypes=gpu",
-        "ReturnToService=2",
-        "MinJobAge=600",
-        # Kill a job soon after its time limit, and check limits often.
-        "OverTimeLimit=0",
-        "KillWait=5",
-        "InactiveLimit=0",
-        "MailProg=/bin/true",
-        "AccountingStorageType=accounting_storage/none",
-        "JobAcctGatherType=jobacct_gather/none",
-        "JobCompType=jobcomp/filetxt",
-        f"JobCompLoc={state / 'jobcomp.log'}",
-        f"StateSaveLocation={state / 'ctld'}",
-        f"SlurmdSpoolDir={state / 'slurmd'}",
-        f"SlurmctldPidFile={state / 'slurmctld.pid'}",
-        f"SlurmdPidFile={state / 'slurmd.pid'}",
-        f"SlurmctldLogFile={state / 'slurmctld.log'}",
-        f"SlurmdLogFile={state / 'slurmd.log'}",
-        node_line,
-        # Two jobs may share a core: most tiny-workflow jobs spend their time
-        # starting Python, not computing.
-        f"PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:2",
-        "",
-    ])
+    return "\n".join(
+        [
+            MARKER,
+            "ClusterName=pixsup-test",
+            f"SlurmctldHost={host}(127.0.0.1)",
+            "SlurmUser=root",
+            "AuthType=auth/munge",
+            "MpiDefault=none",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/affinity",
+            "SelectType=select/cons_tres",
+            # Memory is checked per job but not reserved, so a training job (16 GB
+            # asked) does not keep a 1-CPU evaluation off this small node.
+            "SelectTypeParameters=CR_Core",
+            "DefMemPerCPU=1000",
+            "GresTypes=gpu",
+            "ReturnToService=2",
+            "MinJobAge=600",
+            # Kill a job soon after its time limit, and check limits often.
+            "OverTimeLimit=0",
+            "KillWait=5",
+            "InactiveLimit=0",
+            "MailProg=/bin/true",
+            "AccountingStorageType=accounting_storage/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "JobCompType=jobcomp/filetxt",
+            f"JobCompLoc={state / 'jobcomp.log'}",
+            f"StateSaveLocation={state / 'ctld'}",
+            f"SlurmdSpoolDir={state / 'slurmd'}",
+            f"SlurmctldPidFile={state / 'slurmctld.pid'}",
+            f"SlurmdPidFile={state / 'slurmd.pid'}",
+            f"SlurmctldLogFile={state / 'slurmctld.log'}",
+            f"SlurmdLogFile={state / 'slurmd.log'}",
+            node_line,
+            # Two jobs may share a core: most tiny-workflow jobs spend their time
+            # starting Python, not computing.
+            f"PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:2",
+            "",
+        ]
+    )
 
 
 @dataclass
@@ -107,8 +109,10 @@ class LocalSlurmCluster:
         started = time.perf_counter()
         missing = [tool for tool in ("munged", "slurmctld", "slurmd", "sbatch", "squeue") if not shutil.which(tool)]
         if missing:
-            raise ClusterError(f"SLURM/munge programs not found: {', '.join(missing)}; install Debian's "
-                               "'munge slurm-wlm slurmctld slurmd slurm-client' (see .ci/run)")
+            raise ClusterError(
+                f"SLURM/munge programs not found: {', '.join(missing)}; install Debian's "
+                "'munge slurm-wlm slurmctld slurmd slurm-client' (see .ci/run)"
+            )
         if os.geteuid() != 0:
             raise ClusterError("the test cluster needs root: it writes /etc/slurm and starts slurmd")
         conf = CONF_DIR / "slurm.conf"
@@ -119,8 +123,7 @@ class LocalSlurmCluster:
         devices = self._fake_gpus()
         CONF_DIR.mkdir(parents=True, exist_ok=True)
         conf.write_text(slurm_conf(self.state, _node_line()))
-        (CONF_DIR / "gres.conf").write_text(
-            MARKER + "\n" + "".join(f"Name=gpu File={device}\n" for device in devices))
+        (CONF_DIR / "gres.conf").write_text(MARKER + "\n" + "".join(f"Name=gpu File={device}\n" for device in devices))
         try:
             self._start_munge()
             self._spawn("slurmctld", ["slurmctld", "-D", "-c"])
@@ -154,8 +157,9 @@ class LocalSlurmCluster:
     def _spawn(self, name: str, argv: list[str], user: str | None = None) -> None:
         log_path = self.state / f"{name}.stdout"
         with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                       user=user, group=user)
+            process = subprocess.Popen(
+                argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, user=user, group=user
+            )
         self.pids[name] = process.pid
         self.logs[name] = log_path
 

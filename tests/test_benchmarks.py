@@ -24,8 +24,9 @@ KEYS = {"stage", "metric", "ours", "baseline", "ratio", "target", "met", "check"
 
 
 def _benchmarks(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=REPO, capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,18 @@ import pytest
 import torch
 from torch import nn
 
-from fake_voc import image as ramp_image
-from pixsup.cam.cam_files import CamFileError, gather_manifests, load_cam_file, manifest_name, save_cam_file, shard_positions
+from pixsup.cam.cam_files import (
+    CamFileError,
+    gather_manifests,
+    load_cam_file,
+    manifest_name,
+    save_cam_file,
+    shard_positions,
+)
 from pixsup.cam.inference import infer_cams
 from pixsup.models import CamNet, create_model
+
+from fake_voc import image as ramp_image
 
 torch.set_num_threads(1)
 
@@ -71,8 +79,9 @@ def test_flip_consistency(scales: tuple[float, ...]) -> None:
     direct = infer_cams(model, image, label, scales=scales, flip=True)
     mirrored = infer_cams(model, np.ascontiguousarray(image[:, ::-1]), label, scales=scales, flip=True)
     for key in ("cam", "high_res"):
-        np.testing.assert_allclose(mirrored[key].astype(np.float32), direct[key][:, :, ::-1].astype(np.float32),
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            mirrored[key].astype(np.float32), direct[key][:, :, ::-1].astype(np.float32), atol=1e-3
+        )
 
 
 def test_without_flip_a_random_model_is_not_mirror_symmetric() -> None:

@@ -38,15 +38,38 @@ def test_params_yaml_comments_every_key():
             assert "#" in line, f"params.yaml line {number} has no comment: {line}"
 
 
-@pytest.mark.parametrize("key", [
-    "cam_train.proj_dim", "cam_train.support.kind", "cam_train.support.ema_momentum",
-    "cam_train.rcm.fg_threshold", "cam_train.rcm.bg_threshold", "cam_train.rcm.tau", "cam_train.rcm.memory",
-    "cam_train.rcm.weight", "cam_train.mam.scales", "cam_train.mam.temperature", "cam_train.mam.fusion",
-    "cam_train.mam.one_sided", "cam_train.mam.weight", "cam_train.warmup_epochs", "cam_train.lr",
-    "cam_train.head_lr_mult", "cam_train.momentum", "cam_train.weight_decay", "cam_train.poly_power",
-    "cam_train.batch_size", "cam_train.epochs", "cam_train.augment.resize_long", "cam_train.augment.crop_size",
-    "cam_infer.scales", "cam_infer.flip", "cam_eval.threshold_min", "cam_eval.threshold_max",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "cam_train.proj_dim",
+        "cam_train.support.kind",
+        "cam_train.support.ema_momentum",
+        "cam_train.rcm.fg_threshold",
+        "cam_train.rcm.bg_threshold",
+        "cam_train.rcm.tau",
+        "cam_train.rcm.memory",
+        "cam_train.rcm.weight",
+        "cam_train.mam.scales",
+        "cam_train.mam.temperature",
+        "cam_train.mam.fusion",
+        "cam_train.mam.one_sided",
+        "cam_train.mam.weight",
+        "cam_train.warmup_epochs",
+        "cam_train.lr",
+        "cam_train.head_lr_mult",
+        "cam_train.momentum",
+        "cam_train.weight_decay",
+        "cam_train.poly_power",
+        "cam_train.batch_size",
+        "cam_train.epochs",
+        "cam_train.augment.resize_long",
+        "cam_train.augment.crop_size",
+        "cam_infer.scales",
+        "cam_infer.flip",
+        "cam_eval.threshold_min",
+        "cam_eval.threshold_max",
+    ],
+)
 def test_every_method_hyperparameter_is_a_key(key):
     assert key in _leaf_keys(Params().model_dump(mode="json"))
 

@@ -11,13 +11,18 @@ from pixsup.config import Voc12DownloadConfig
 from pixsup.data.download import archive_name, extract, fetch, prepare_voc12
 from pixsup.data.validate import validate_split
 from pixsup.data.voc import DataError, VocIndex, read_split
+
 from voc_mirror import EXTRA, TRAIN, add_member, build_mirror, md5
 
 
 def _config(mirror: dict[str, Path], archive_dir: Path, **overrides) -> Voc12DownloadConfig:
-    values = {"voc_url": mirror["voc"].as_uri(), "voc_md5": md5(mirror["voc"]),
-              "aug_url": mirror["aug"].as_uri(), "aug_md5": md5(mirror["aug"]),
-              "archive_dir": str(archive_dir)}
+    values = {
+        "voc_url": mirror["voc"].as_uri(),
+        "voc_md5": md5(mirror["voc"]),
+        "aug_url": mirror["aug"].as_uri(),
+        "aug_md5": md5(mirror["aug"]),
+        "archive_dir": str(archive_dir),
+    }
     return Voc12DownloadConfig(**{**values, **overrides})
 
 
@@ -40,8 +45,9 @@ def test_existing_vocdevkit_is_used_without_downloading(tmp_path):
     mirror = build_mirror(tmp_path / "mirror")
     root = tmp_path / "VOC2012"
     prepare_voc12(root, _config(mirror, tmp_path / "archives"), progress=False)
-    unreachable = _config(mirror, tmp_path / "other", voc_url=(tmp_path / "gone.tar").as_uri(),
-                          aug_url=(tmp_path / "gone.zip").as_uri())
+    unreachable = _config(
+        mirror, tmp_path / "other", voc_url=(tmp_path / "gone.tar").as_uri(), aug_url=(tmp_path / "gone.zip").as_uri()
+    )
     assert prepare_voc12(root, unreachable, progress=False)["downloaded"] == []
 
 

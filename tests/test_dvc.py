@@ -28,8 +28,15 @@ def test_repro_noop_and_experiment(tmp_path):
     results = repo / "results" / "synthetic"
     assert (results / "paper" / "tables" / "ablation.csv").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"prepare_data", "train_cam", "make_cams", "eval_cams", "make_pseudo_masks",
-                                   "train_seg", "make_report"}
+    assert set(lock["stages"]) == {
+        "prepare_data",
+        "train_cam",
+        "make_cams",
+        "eval_cams",
+        "make_pseudo_masks",
+        "train_seg",
+        "make_report",
+    }
     data_out = next(o for o in lock["stages"]["prepare_data"]["outs"] if o["path"] == "data/synthetic/VOC2012")
     assert data_out["md5"].endswith(".dir") and data_out["nfiles"] > 0
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from pixsup.runtime.gpu_slot import visible_devices
+
 from workflow_repo import tool_env
 
 # A job that records which device it got and when it held it.
@@ -20,10 +21,23 @@ RECORD = textwrap.dedent("""
 """)
 
 
-def _launch(tmp_path: Path, name: str, env: dict[str, str], seconds: float = 0.6,
-            gpus: int = 1) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pixsup.runtime.gpu_slot", "--gpus", str(gpus), "--", sys.executable,
-                             "-c", RECORD, str(tmp_path / f"{name}.txt"), str(seconds)], env=env)
+def _launch(tmp_path: Path, name: str, env: dict[str, str], seconds: float = 0.6, gpus: int = 1) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pixsup.runtime.gpu_slot",
+            "--gpus",
+            str(gpus),
+            "--",
+            sys.executable,
+            "-c",
+            RECORD,
+            str(tmp_path / f"{name}.txt"),
+            str(seconds),
+        ],
+        env=env,
+    )
 
 
 def _records(tmp_path: Path) -> list[tuple[str, float, float]]:
@@ -35,8 +49,9 @@ def _records(tmp_path: Path) -> list[tuple[str, float, float]]:
 
 
 def _overlapping_on_one_device(records) -> list:
-    return [(a, b) for i, a in enumerate(records) for b in records[i + 1:]
-            if a[0] == b[0] and a[1] < b[2] and b[1] < a[2]]
+    return [
+        (a, b) for i, a in enumerate(records) for b in records[i + 1 :] if a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
+    ]
 
 
 def test_concurrent_jobs_get_distinct_devices_and_wait_for_a_free_one(tmp_path):
@@ -59,9 +74,14 @@ def test_multi_gpu_jobs_get_all_their_devices_at_once_and_never_share_one(tmp_pa
     records = [(set(devices.split(",")), start, end) for devices, start, end in _records(tmp_path)]
     assert len(records) == 3 and all(len(devices) == 2 for devices, _, _ in records)
     # Two pairs out of three devices always share one: the jobs must have run one after another.
-    assert [(a, b) for i, a in enumerate(records) for b in records[i + 1:] if a[1] < b[2] and b[1] < a[2]] == []
-    too_many = subprocess.run([sys.executable, "-m", "pixsup.runtime.gpu_slot", "--gpus", "4", "--", "true"], env=env,
-                              capture_output=True, text=True, timeout=30)
+    assert [(a, b) for i, a in enumerate(records) for b in records[i + 1 :] if a[1] < b[2] and b[1] < a[2]] == []
+    too_many = subprocess.run(
+        [sys.executable, "-m", "pixsup.runtime.gpu_slot", "--gpus", "4", "--", "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert too_many.returncode == 2 and "4 GPUs asked for, 3 exist (0,1,2)" in too_many.stderr
 
 
@@ -87,7 +107,8 @@ def test_scheduler_choice_and_cpu_machines_run_unchanged():
 def test_snakemake_never_puts_two_gpu_jobs_on_one_device(tmp_path):
     """Four GPU jobs under `snakemake --cores 4 --resources gpu=2` on two fake devices."""
     (tmp_path / "record.py").write_text(RECORD)
-    (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""
+    (tmp_path / "Snakefile").write_text(
+        textwrap.dedent(f"""
         rule all:
             input: expand("out/{{i}}.txt", i=range(4))
 
@@ -95,11 +116,18 @@ def test_snakemake_never_puts_two_gpu_jobs_on_one_device(tmp_path):
             output: "out/{{i}}.txt"
             resources: gpu=1
             shell: "{sys.executable} -m pixsup.runtime.gpu_slot -- {sys.executable} record.py {{output}} 1.0"
-    """))
+    """)
+    )
     env = {**tool_env(), "PIXSUP_GPUS": "0,1", "PIXSUP_GPU_LOCK_DIR": str(tmp_path / "locks")}
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "4", "--resources", "gpu=2"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "4", "--resources", "gpu=2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     records = _records(tmp_path / "out")
     assert len(records) == 4 and {device for device, _, _ in records} == {"0", "1"}

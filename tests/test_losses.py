@@ -9,12 +9,20 @@ import numpy as np
 import pytest
 import torch
 
+from pixsup.cam.losses import (
+    IGNORE_REGION,
+    PrototypeMemory,
+    mam_loss,
+    mam_target,
+    normalize_cam,
+    rcm_loss,
+    region_labels,
+    region_prototypes,
+)
+from pixsup.cam.training import compute_losses
 from pixsup.config import CamTrainConfig, MamConfig, RcmConfig
-from pixsup.cam.losses import (IGNORE_REGION, PrototypeMemory, mam_loss, mam_target, normalize_cam, rcm_loss,
-                           region_labels, region_prototypes)
 from pixsup.models import create_model
 from pixsup.models.support import SupportNet
-from pixsup.cam.training import compute_losses
 
 torch.set_num_threads(1)
 
@@ -87,8 +95,12 @@ def test_region_prototypes_masked_mean_unit_length_sorted_ids() -> None:
     # Two images of 1 x 3 pixels, D = 2; regions given out of order, one pixel ignored.
     region = torch.tensor([[[3, 0, IGNORE_REGION]], [[3, 1, 0]]])
     vectors = {
-        (0, 0): [1.0, 0.0], (0, 1): [0.0, 2.0], (0, 2): [-5.0, 7.0],
-        (1, 0): [3.0, 4.0], (1, 1): [0.5, -0.5], (1, 2): [0.0, 1.0],
+        (0, 0): [1.0, 0.0],
+        (0, 1): [0.0, 2.0],
+        (0, 2): [-5.0, 7.0],
+        (1, 0): [3.0, 4.0],
+        (1, 1): [0.5, -0.5],
+        (1, 2): [0.0, 1.0],
     }
     proj = torch.zeros(2, 2, 1, 3)
     for (b, x), v in vectors.items():
@@ -122,12 +134,20 @@ def _rcm_example() -> dict[str, object]:
     support_proj = torch.tensor(support_vecs).t().reshape(1, 2, 1, 4)
     proto1 = _unit(1.6, 0.8)  # mean of pixels 0 and 1, made unit length
     proto0 = [0.0, 1.0]
-    return {"support_cam": support_cam, "support_proj": support_proj, "proto0": proto0, "proto1": proto1,
-            "targets": [1, 1, 0], "fg": 0.5, "bg": 0.125}
+    return {
+        "support_cam": support_cam,
+        "support_proj": support_proj,
+        "proto0": proto0,
+        "proto1": proto1,
+        "targets": [1, 1, 0],
+        "fg": 0.5,
+        "bg": 0.125,
+    }
 
 
-def _hand_infonce(pixels: list[list[float]], targets: list[list[float]], candidates: list[list[float]],
-                  tau: float) -> float:
+def _hand_infonce(
+    pixels: list[list[float]], targets: list[list[float]], candidates: list[list[float]], tau: float
+) -> float:
     """Mean over pixels of -log softmax(z . p / tau)[target], written out with math."""
     total = 0.0
     for z, pos in zip(pixels, targets):
@@ -243,8 +263,9 @@ def test_mam_target_max_fusion() -> None:
 def test_mam_target_attention_fusion_matches_hand_softmax(dissimilarity: str) -> None:
     main, supports = _mam_inputs()
     temperature = 0.3
-    target, weights = mam_target(main, supports, fusion="attention", temperature=temperature,
-                                 dissimilarity=dissimilarity)
+    target, weights = mam_target(
+        main, supports, fusion="attention", temperature=temperature, dissimilarity=dissimilarity
+    )
     m = main.numpy()
     s = np.stack([x.numpy() for x in supports])
     d = np.abs(m - s) if dissimilarity == "abs" else np.maximum(s - m, 0.0)
@@ -339,7 +360,8 @@ def test_mam_loss_bg_weight_acts_only_where_target_is_below_threshold() -> None:
     # No pixel below the threshold: the weight changes nothing.
     flat = torch.full_like(target, 0.5)
     assert mam_loss(main, flat, labels, bg_weight=weight, bg_threshold=0.125).item() == pytest.approx(
-        mam_loss(main, flat, labels).item())
+        mam_loss(main, flat, labels).item()
+    )
 
 
 # ----------------------------------------------------- SupportNet and gradients
@@ -354,8 +376,7 @@ def test_compute_losses_gradients_reach_mainnet_only() -> None:
     labels = torch.zeros(2, 20)
     labels[0, 3] = labels[1, 11] = 1.0
     # fg == bg threshold: every pixel is fg or bg, so RCM has valid pixels.
-    cfg = CamTrainConfig(rcm=RcmConfig(fg_threshold=0.5, bg_threshold=0.5),
-                         mam=MamConfig(scales=(0.5, 1.0)))
+    cfg = CamTrainConfig(rcm=RcmConfig(fg_threshold=0.5, bg_threshold=0.5), mam=MamConfig(scales=(0.5, 1.0)))
     # Precondition: SupportNet's regions hold at least two ids, else InfoNCE is trivially 0.
     support_cam = normalize_cam(support(images)["cam"], labels)
     assert len(torch.unique(region_labels(support_cam, 0.5, 0.5))) >= 2
@@ -376,8 +397,7 @@ def test_compute_losses_without_support_for_rcm_raises() -> None:
     labels = torch.zeros(1, 20)
     labels[0, 0] = 1
     with pytest.raises(ValueError, match="SupportNet"):
-        compute_losses(main, None, torch.randn(1, 3, 32, 32), labels, CamTrainConfig(), use_rcm=True,
-                       use_mam=False)
+        compute_losses(main, None, torch.randn(1, 3, 32, 32), labels, CamTrainConfig(), use_rcm=True, use_mam=False)
 
 
 def _perturbed_copy(net: torch.nn.Module) -> torch.nn.Module:

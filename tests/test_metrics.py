@@ -19,11 +19,13 @@ def test_confusion_matrix_hand_example_ignores_255() -> None:
     gt = np.array([[0, 1, 2, 2], [255, 1, 0, 2]], dtype=np.uint8)
     pred = np.array([[0, 2, 2, 1], [0, 1, 2, 2]], dtype=np.uint8)
     # pairs (gt, pred): (0,0) (1,2) (2,2) (2,1) [ignored] (1,1) (0,2) (2,2)
-    expected = np.array([
-        [1, 0, 1],
-        [0, 1, 1],
-        [0, 1, 2],
-    ])
+    expected = np.array(
+        [
+            [1, 0, 1],
+            [0, 1, 1],
+            [0, 1, 2],
+        ]
+    )
     np.testing.assert_array_equal(confusion_matrix(gt, pred, num_classes=3), expected)
 
 
@@ -67,8 +69,9 @@ def test_scores_of_an_empty_matrix_has_no_miou() -> None:
 # ---------------------------------------------------------------- threshold sweep
 
 
-def _brute_confusion(images: list[tuple[np.ndarray, np.ndarray, np.ndarray]], threshold: float,
-                     num_classes: int) -> np.ndarray:
+def _brute_confusion(
+    images: list[tuple[np.ndarray, np.ndarray, np.ndarray]], threshold: float, num_classes: int
+) -> np.ndarray:
     """pred = keys[argmax] where max > t, else 0 (ties go to background); loops written out."""
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     for high_res, keys, gt in images:
@@ -116,10 +119,14 @@ def _random_images(seed: int, num_classes: int) -> list[tuple[np.ndarray, np.nda
     return images
 
 
-@pytest.mark.parametrize("thresholds", [
-    np.arange(1, 64, 3) / 64,  # on the CAM grid: many pixels tie with a threshold
-    sweep_thresholds(0.05, 0.60, 0.01),  # the default sweep
-], ids=["grid", "default"])
+@pytest.mark.parametrize(
+    "thresholds",
+    [
+        np.arange(1, 64, 3) / 64,  # on the CAM grid: many pixels tie with a threshold
+        sweep_thresholds(0.05, 0.60, 0.01),  # the default sweep
+    ],
+    ids=["grid", "default"],
+)
 def test_threshold_sweep_matches_brute_force(thresholds: np.ndarray) -> None:
     num_classes = 6
     images = _random_images(0, num_classes)
@@ -147,8 +154,7 @@ def test_threshold_sweep_result_picks_best_threshold() -> None:
         assert point["miou"] == pytest.approx(m, abs=1e-3)
     assert result["miou"] == pytest.approx(max(curve), abs=1e-3)
     # The reported threshold is one where brute force reaches the best mIoU.
-    assert _miou(_brute_confusion(images, result["best_threshold"], num_classes)) == pytest.approx(
-        max(curve), abs=1e-3)
+    assert _miou(_brute_confusion(images, result["best_threshold"], num_classes)) == pytest.approx(max(curve), abs=1e-3)
     assert "per_class_iou" in result
 
 

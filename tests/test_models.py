@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -13,8 +13,8 @@ from torch import nn
 
 from pixsup.checkpoints import CAM_NET_FORMAT, CheckpointError, load_cam_net, save_cam_net
 from pixsup.models import CamNet, available_backbones, create_backbone, create_model, register_backbone
-from pixsup.models.segnet import SegNet
 from pixsup.models.resnet50 import RESNET50_FILE
+from pixsup.models.segnet import SegNet
 from pixsup.models.weights import WeightsNotFoundError
 
 torch.set_num_threads(1)
@@ -182,14 +182,16 @@ def _assert_loaded(backbone: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def test_torchvision_resnet50_weights_file_loads_from_path(
-        resnet50_state: tuple[Path, dict[str, torch.Tensor]]) -> None:
+    resnet50_state: tuple[Path, dict[str, torch.Tensor]],
+) -> None:
     # The file carries torchvision's classifier (fc.*), which the backbone drops.
     path, state = resnet50_state
     _assert_loaded(create_model("resnet50", pretrained=str(path)).backbone, state)
 
 
 def test_torchvision_resnet50_weights_file_loads_from_torch_cache(
-        resnet50_state: tuple[Path, dict[str, torch.Tensor]], empty_torch_home: Path) -> None:
+    resnet50_state: tuple[Path, dict[str, torch.Tensor]], empty_torch_home: Path
+) -> None:
     path, state = resnet50_state
     empty_torch_home.mkdir(parents=True)
     (empty_torch_home / RESNET50_FILE).symlink_to(path)

@@ -7,9 +7,14 @@ import pytest
 import torch
 
 from pixsup.config import CrfConfig, PseudoLabelsConfig
-from pixsup.pseudo_labels.affinity import (affinity_labels, affinity_loss, line_points, neighbour_offsets,
-                                           pair_affinities)
 from pixsup.crf import crf_from_labels
+from pixsup.pseudo_labels.affinity import (
+    affinity_labels,
+    affinity_loss,
+    line_points,
+    neighbour_offsets,
+    pair_affinities,
+)
 from pixsup.pseudo_labels.random_walk import dense_random_walk, dense_transition, random_walk
 from pixsup.pseudo_labels.refine import confident_labels, irn_mask, threshold_labels
 

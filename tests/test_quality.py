@@ -16,25 +16,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import torch
 
+from pixsup.cam.cam_files import load_image_and_cams
 from pixsup.cam.inference import dump_cams
+from pixsup.cam.training import train_cam
 from pixsup.checkpoints import load_cam_net
 from pixsup.config import load_params
 from pixsup.data.datasets import CamInferDataset
+from pixsup.data.label_folders import write_label_png
 from pixsup.data.synthetic import generate_synthetic
 from pixsup.data.voc import VocIndex, read_split
+from pixsup.evaluation.metrics import sweep_thresholds
 from pixsup.evaluation.scoring import evaluate_cams, evaluate_label_folder
 from pixsup.files import write_json
-from pixsup.evaluation.metrics import sweep_thresholds
-from pixsup.cam.cam_files import load_image_and_cams
-from pixsup.data.label_folders import write_label_png
 from pixsup.pseudo_labels.boundary import load_boundary_net, predict_boundary, train_irn
 from pixsup.pseudo_labels.refine import confident_labels, irn_mask
-from pixsup.segmentation.training import load_segnet, train_seg
 from pixsup.segmentation.prediction import predict_probs
-from pixsup.cam.training import train_cam
+from pixsup.segmentation.training import load_segnet, train_seg
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,8 +59,7 @@ def trained(tmp_path_factory):
     models = {}
     for variant in ("baseline_same_budget", "full"):
         models[variant] = folder / f"{variant}.pt"
-        train_cam(params.cam_train, root, "train_aug", variant, models[variant], support_ckpt=support,
-                  progress=False)
+        train_cam(params.cam_train, root, "train_aug", variant, models[variant], support_ckpt=support, progress=False)
     return {"folder": folder, "params": params, "root": root, "models": models}
 
 
@@ -77,16 +75,23 @@ def _cams(trained, variant: str, split: str) -> Path:
 
 def _seed_miou(trained, variant: str) -> float:
     e = trained["params"].cam_eval
-    return evaluate_cams(_cams(trained, variant, "train"), trained["root"], "train",
-                         sweep_thresholds(e.threshold_min, e.threshold_max, e.threshold_step), progress=False)["miou"]
+    return evaluate_cams(
+        _cams(trained, variant, "train"),
+        trained["root"],
+        "train",
+        sweep_thresholds(e.threshold_min, e.threshold_max, e.threshold_step),
+        progress=False,
+    )["miou"]
 
 
 @pytest.mark.slow
 def test_full_method_beats_same_budget_baseline(trained, capsys):
     baseline, full = _seed_miou(trained, "baseline_same_budget"), _seed_miou(trained, "full")
     with capsys.disabled():  # the measured numbers belong in every test log
-        print(f"\nseed mIoU on train: same-budget baseline {baseline:.2f}, full {full:.2f}, "
-              f"gain {full - baseline:+.2f} (asserted >= {MEASURED_GAIN - NOISE:.1f})")
+        print(
+            f"\nseed mIoU on train: same-budget baseline {baseline:.2f}, full {full:.2f}, "
+            f"gain {full - baseline:+.2f} (asserted >= {MEASURED_GAIN - NOISE:.1f})"
+        )
     assert full - baseline >= MEASURED_GAIN - NOISE
 
 
@@ -120,8 +125,7 @@ def test_irn_masks_beat_seeds_and_segmentation_learns_from_them(trained, capsys)
     mask = evaluate_label_folder(masks, root, "train", progress=False)["miou"]
 
     seg = folder / "seg.pt"
-    train_seg(params.seg_train, root, "train_aug", masks, seg, cam_checkpoint=trained["models"]["full"],
-              progress=False)
+    train_seg(params.seg_train, root, "train_aug", masks, seg, cam_checkpoint=trained["models"]["full"], progress=False)
     model = load_segnet(seg)
     preds = folder / "preds"
     for image_id in read_split(root, "val"):
@@ -129,7 +133,9 @@ def test_irn_masks_beat_seeds_and_segmentation_learns_from_them(trained, capsys)
         write_label_png(preds / f"{image_id}.png", probs.argmax(0).astype("uint8"))
     val = evaluate_label_folder(preds, root, "val", progress=False)["miou"]
     with capsys.disabled():
-        print(f"\nfull: seed mIoU {seed:.2f} (best threshold), irn mask mIoU {mask:.2f} on train; "
-              f"segmentation val mIoU {val:.2f} (single scale; asserted >= {SEG_VAL_MIOU - SEG_NOISE:.1f})")
+        print(
+            f"\nfull: seed mIoU {seed:.2f} (best threshold), irn mask mIoU {mask:.2f} on train; "
+            f"segmentation val mIoU {val:.2f} (single scale; asserted >= {SEG_VAL_MIOU - SEG_NOISE:.1f})"
+        )
     assert mask > seed
     assert val >= SEG_VAL_MIOU - SEG_NOISE

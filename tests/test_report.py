@@ -7,13 +7,19 @@ import pytest
 import yaml
 
 from pixsup.report.build import dataset_hash, params_hash
-from pixsup.report.tables import (ablation_table, load_peers, seeds_masks_table, segmentation_table, to_latex,
-                                  to_markdown, write_table)
+from pixsup.report.tables import (
+    ablation_table,
+    load_peers,
+    seeds_masks_table,
+    segmentation_table,
+    to_latex,
+    to_markdown,
+    write_table,
+)
 
 
 def _seed(miou: float, threshold: float) -> dict:
-    return {"miou": miou, "best_threshold": threshold,
-            "curve": [{"threshold": threshold, "miou": miou}]}
+    return {"miou": miou, "best_threshold": threshold, "curve": [{"threshold": threshold, "miou": miou}]}
 
 
 SEEDS = {"support": _seed(40.0, 0.2), "rcm": _seed(41.5, 0.25), "mam": _seed(43.25, 0.3), "full": _seed(44.0, 0.35)}
@@ -33,8 +39,13 @@ def test_seeds_masks_puts_ours_above_peers_with_sources():
     sources.update({"full:irn": "this run: irn.json", "full:crf": "this run: crf.json"})
     masks = {"full:irn": {"miou": 61.0}, "full:crf": {"miou": 58.5}}
     table = seeds_masks_table(SEEDS, masks, sources, "resnet50", peers, "voc12", mask_method="irn")
-    assert list(table["method"][:5]) == ["ours: baseline", "ours: rcm", "ours: mam", "ours: full + irn masks",
-                                         "ours: full + crf masks"]
+    assert list(table["method"][:5]) == [
+        "ours: baseline",
+        "ours: rcm",
+        "ours: mam",
+        "ours: full + irn masks",
+        "ours: full + crf masks",
+    ]
     full_rows = table[table["method"].str.startswith("ours: full")]
     assert list(full_rows["mask_miou"]) == [61.0, 58.5] and list(full_rows["seed_miou"]) == [44.0, 44.0]
     assert pd.isna(table.loc[table["method"] == "ours: rcm", "mask_miou"].item())
@@ -47,8 +58,11 @@ def test_segmentation_lists_ours_per_mode_then_peers_with_val_or_test():
     seg = {"ss": {"miou": 60.5}, "ms": {"miou": 62.25}}
     sources = {"ss": "this run: ss.json", "ms": "this run: ms.json"}
     table = segmentation_table(seg, sources, "resnet101", load_peers(), "voc12", "full + irn masks")
-    assert list(table["method"]) == ["ours: full + irn masks, single scale",
-                                     "ours: full + irn masks, multi-scale + flip", "AdvCAM"]
+    assert list(table["method"]) == [
+        "ours: full + irn masks, single scale",
+        "ours: full + irn masks, multi-scale + flip",
+        "AdvCAM",
+    ]
     assert list(table["val_miou"]) == [60.5, 62.25, 68.1]
     assert pd.isna(table["test_miou"][0]) and table["test_miou"][2] == 68.0
 
@@ -74,8 +88,21 @@ def test_markdown_latex_and_csv_carry_the_same_numbers(tmp_path):
 def test_provenance_hashes(tmp_path):
     assert params_hash({"a": 1, "b": 2}) == params_hash({"b": 2, "a": 1}) != params_hash({"a": 1, "b": 3})
     lock = tmp_path / "dvc.lock"
-    lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"prepare_data": {"outs": [
-        {"path": "data/synthetic/VOC2012", "md5": "abc.dir"}, {"path": "results/synthetic/data", "md5": "x"}]}}}))
+    lock.write_text(
+        yaml.safe_dump(
+            {
+                "schema": "2.0",
+                "stages": {
+                    "prepare_data": {
+                        "outs": [
+                            {"path": "data/synthetic/VOC2012", "md5": "abc.dir"},
+                            {"path": "results/synthetic/data", "md5": "x"},
+                        ]
+                    }
+                },
+            }
+        )
+    )
     assert dataset_hash(lock, "data/synthetic/VOC2012/") == "abc.dir"
     assert dataset_hash(lock, "data/other") is None
     assert dataset_hash(tmp_path / "missing.lock", "data/synthetic/VOC2012") is None

@@ -11,59 +11,167 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_params
 from pixsup.checkpoints import save_cam_net
 from pixsup.data.voc import read_split
 from pixsup.data.voc_format import voc_palette
 from pixsup.models import create_model
-from pixsup.steps import (eval_masks, eval_seg, make_cams, make_ir_labels, make_pseudo_masks, make_seg_preds,
-                          make_test_submission, train_irn, train_seg)
+from pixsup.steps import (
+    eval_masks,
+    eval_seg,
+    make_cams,
+    make_ir_labels,
+    make_pseudo_masks,
+    make_seg_preds,
+    make_test_submission,
+    train_irn,
+    train_seg,
+)
 
-TINY_PSEUDO = {"irn": {"backbone": "tiny", "pretrained": "cam", "epochs": 1, "batch_size": 8, "num_workers": 0,
-                       "resize_long": [56, 72], "crop_size": 64}}
-TINY_SEG = {"backbone": "tiny", "pretrained": "none", "aspp_rates": [1, 2], "epochs": 1, "batch_size": 8,
-            "num_workers": 0, "lr": 0.01, "crop_size": 64}
+from conftest import write_params
+
+TINY_PSEUDO = {
+    "irn": {
+        "backbone": "tiny",
+        "pretrained": "cam",
+        "epochs": 1,
+        "batch_size": 8,
+        "num_workers": 0,
+        "resize_long": [56, 72],
+        "crop_size": 64,
+    }
+}
+TINY_SEG = {
+    "backbone": "tiny",
+    "pretrained": "none",
+    "aspp_rates": [1, 2],
+    "epochs": 1,
+    "batch_size": 8,
+    "num_workers": 0,
+    "lr": 0.01,
+    "crop_size": 64,
+}
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, small_voc):
     """Params, a random CAM network and its train_aug CAMs."""
     folder = tmp_path_factory.mktemp("seg_steps")
-    raw = {"data": {"synthetic": {"num_train": 12, "num_aug_extra": 12, "num_val": 8, "num_test": 4,
-                                  "min_side": 64, "max_side": 80}},
-           "cam_infer": {"scales": [1.0], "flip": False},
-           "pseudo_labels": TINY_PSEUDO, "seg_train": TINY_SEG, "seg_infer": {"scales": [1.0, 0.5]}}
+    raw = {
+        "data": {
+            "synthetic": {
+                "num_train": 12,
+                "num_aug_extra": 12,
+                "num_val": 8,
+                "num_test": 4,
+                "min_side": 64,
+                "max_side": 80,
+            }
+        },
+        "cam_infer": {"scales": [1.0], "flip": False},
+        "pseudo_labels": TINY_PSEUDO,
+        "seg_train": TINY_SEG,
+        "seg_infer": {"scales": [1.0, 0.5]},
+    }
     params = write_params(folder / "params.yaml", raw)
     torch.manual_seed(0)
     cam_model = folder / "cam.pt"
     save_cam_net(cam_model, create_model("tiny", proj_dim=8, pretrained="none"), "tiny", 8, {})
     cams = folder / "cams"
-    assert make_cams.main(["--params", str(params), "--root", str(small_voc), "--split", "train_aug",
-                           "--model", str(cam_model), "--out", str(cams), "--quiet"]) == 0
+    assert (
+        make_cams.main(
+            [
+                "--params",
+                str(params),
+                "--root",
+                str(small_voc),
+                "--split",
+                "train_aug",
+                "--model",
+                str(cam_model),
+                "--out",
+                str(cams),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return {"folder": folder, "params": params, "cam_model": cam_model, "cams": cams, "root": small_voc}
 
 
 def test_pseudo_label_steps_end_to_end(work):
     f, root, params = work["folder"], str(work["root"]), str(work["params"])
     ir = f / "ir_labels"
-    assert make_ir_labels.main(["--params", params, "--root", root, "--cams", str(work["cams"]),
-                                "--out", str(ir), "--workers", "2", "--quiet"]) == 0
+    assert (
+        make_ir_labels.main(
+            [
+                "--params",
+                params,
+                "--root",
+                root,
+                "--cams",
+                str(work["cams"]),
+                "--out",
+                str(ir),
+                "--workers",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ids = read_split(root, "train_aug")
     assert json.loads((ir / "index.json").read_text())["ids"] == ids
     values = np.unique(np.concatenate([np.array(Image.open(ir / f"{i}.png")).ravel() for i in ids]))
     assert set(values) <= set(range(21)) | {255}
     irn = f / "irn.pt"
-    assert train_irn.main(["--params", params, "--root", root, "--labels", str(ir), "--cam-model",
-                           str(work["cam_model"]), "--out", str(irn), "--quiet"]) == 0
+    assert (
+        train_irn.main(
+            [
+                "--params",
+                params,
+                "--root",
+                root,
+                "--labels",
+                str(ir),
+                "--cam-model",
+                str(work["cam_model"]),
+                "--out",
+                str(irn),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (f / "irn.pt.losses.csv").read_text().startswith("epoch,iteration,lr,loss,bg_pos,fg_pos,neg")
     for method in ("irn", "crf", "cam"):
         masks = f / "masks" / method
-        assert make_pseudo_masks.main(["--params", params, "--root", root, "--cams", str(work["cams"]),
-                                       "--method", method, "--irn", str(irn), "--out", str(masks),
-                                       "--quiet"]) == 0
+        assert (
+            make_pseudo_masks.main(
+                [
+                    "--params",
+                    params,
+                    "--root",
+                    root,
+                    "--cams",
+                    str(work["cams"]),
+                    "--method",
+                    method,
+                    "--irn",
+                    str(irn),
+                    "--out",
+                    str(masks),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         metrics = f / f"masks_{method}.json"
-        assert eval_masks.main(["--root", root, "--split", "train", "--masks", str(masks),
-                                "--out", str(metrics), "--quiet"]) == 0
+        assert (
+            eval_masks.main(
+                ["--root", root, "--split", "train", "--masks", str(masks), "--out", str(metrics), "--quiet"]
+            )
+            == 0
+        )
         result = json.loads(metrics.read_text())
         assert 0 < result["miou"] <= 100 and result["images"] == 12
 
@@ -73,12 +181,30 @@ def test_segmentation_and_submission_layout(work):
     masks = f / "gt_masks"  # ground truth standing in for pseudo masks: only the plumbing is tested here
     shutil.copytree(root / "SegmentationClassAug", masks)
     model = f / "seg.pt"
-    assert train_seg.main(["--params", params, "--root", str(root), "--masks", str(masks),
-                           "--out", str(model), "--quiet"]) == 0
+    assert (
+        train_seg.main(["--params", params, "--root", str(root), "--masks", str(masks), "--out", str(model), "--quiet"])
+        == 0
+    )
     preds = f / "VOC2012" / "Segmentation" / "comp6_test_cls"
     tar = f / "submission.tar"
-    assert make_test_submission.main(["--params", params, "--root", str(root), "--model", str(model),
-                                      "--out", str(preds), "--tar", str(tar), "--quiet"]) == 0
+    assert (
+        make_test_submission.main(
+            [
+                "--params",
+                params,
+                "--root",
+                str(root),
+                "--model",
+                str(model),
+                "--out",
+                str(preds),
+                "--tar",
+                str(tar),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ids = read_split(root, "test")
     assert sorted(p.name for p in preds.glob("*.png")) == sorted(f"{i}.png" for i in ids)
     for image_id in ids:
@@ -90,8 +216,26 @@ def test_segmentation_and_submission_layout(work):
         names = sorted(archive.getnames())
     assert names == sorted(f"results/VOC2012/Segmentation/comp6_test_cls/{i}.png" for i in ids)
     val = f / "val_ss"
-    assert make_seg_preds.main(["--params", params, "--root", str(root), "--split", "val", "--mode", "ss",
-                                "--model", str(model), "--out", str(val), "--quiet"]) == 0
+    assert (
+        make_seg_preds.main(
+            [
+                "--params",
+                params,
+                "--root",
+                str(root),
+                "--split",
+                "val",
+                "--mode",
+                "ss",
+                "--model",
+                str(model),
+                "--out",
+                str(val),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert eval_seg.main(["--root", str(root), "--masks", str(val), "--out", str(f / "seg_val.json"), "--quiet"]) == 0
     assert json.loads((f / "seg_val.json").read_text())["split"] == "val"
 
@@ -106,8 +250,12 @@ def test_bad_inputs_are_named_and_leave_nothing_half_written(work, capsys):
         np.savez(cams / f"{victim}.npz", keys=data["keys"], cam=data["cam"])
     out = f / "masks_broken"
     capsys.readouterr()
-    assert make_pseudo_masks.main(["--params", params, "--root", root, "--cams", str(cams), "--method", "cam",
-                                   "--out", str(out), "--quiet"]) == 1
+    assert (
+        make_pseudo_masks.main(
+            ["--params", params, "--root", root, "--cams", str(cams), "--method", "cam", "--out", str(out), "--quiet"]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert f"{victim}.npz" in err and "lacks keys ['high_res']" in err and "Traceback" not in err
     assert not (out / "index.json").exists()
@@ -115,8 +263,12 @@ def test_bad_inputs_are_named_and_leave_nothing_half_written(work, capsys):
     # A CAM file whose maps do not match the image size.
     with np.load(work["cams"] / f"{victim}.npz") as data:
         np.savez(cams / f"{victim}.npz", keys=data["keys"], cam=data["cam"], high_res=data["high_res"][:, :5])
-    assert make_ir_labels.main(["--params", params, "--root", root, "--cams", str(cams),
-                                "--out", str(f / "ir_broken"), "--quiet"]) == 1
+    assert (
+        make_ir_labels.main(
+            ["--params", params, "--root", root, "--cams", str(cams), "--out", str(f / "ir_broken"), "--quiet"]
+        )
+        == 1
+    )
     assert f"{victim}.npz" in capsys.readouterr().err
 
     # A pseudo-mask folder that lacks some ids.
@@ -124,8 +276,10 @@ def test_bad_inputs_are_named_and_leave_nothing_half_written(work, capsys):
     shutil.copytree(work["root"] / "SegmentationClassAug", partial)
     (partial / f"{victim}.png").unlink()
     model = f / "never.pt"
-    assert train_seg.main(["--params", params, "--root", root, "--masks", str(partial), "--out", str(model),
-                           "--quiet"]) == 1
+    assert (
+        train_seg.main(["--params", params, "--root", root, "--masks", str(partial), "--out", str(model), "--quiet"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert str(partial) in err and victim in err
     assert not model.exists() and not (f / "never.pt.resume.pt").exists()
@@ -134,8 +288,24 @@ def test_bad_inputs_are_named_and_leave_nothing_half_written(work, capsys):
     corrupt = f / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 not a checkpoint")
     preds = f / "preds_never"
-    assert make_seg_preds.main(["--params", params, "--root", root, "--split", "val", "--model", str(corrupt),
-                                "--out", str(preds), "--quiet"]) == 1
+    assert (
+        make_seg_preds.main(
+            [
+                "--params",
+                params,
+                "--root",
+                root,
+                "--split",
+                "val",
+                "--model",
+                str(corrupt),
+                "--out",
+                str(preds),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert str(corrupt) in err and "Traceback" not in err
     assert not (preds / "index.json").exists()
@@ -179,8 +349,17 @@ def test_boundary_training_stops_after_an_epoch_and_resumes_to_the_same_weights(
     f, root, params = work["folder"], str(work["root"]), work["folder"] / "irn_params.yaml"
     write_params(params, {"pseudo_labels": {"irn": {**TINY_PSEUDO["irn"], "epochs": 2}}})
     labels = str(work["root"] / "SegmentationClassAug")  # ground truth standing in for confident labels
-    common = ["--params", str(params), "--root", root, "--labels", labels, "--cam-model", str(work["cam_model"]),
-              "--quiet"]
+    common = [
+        "--params",
+        str(params),
+        "--root",
+        root,
+        "--labels",
+        labels,
+        "--cam-model",
+        str(work["cam_model"]),
+        "--quiet",
+    ]
     whole, stopped = f / "irn_resume" / "whole.pt", f / "irn_resume" / "stopped.pt"
     assert train_irn.main([*common, "--out", str(whole)]) == 0
     assert train_irn.main([*common, "--out", str(stopped), "--stop-after-epoch", "1"]) == 0

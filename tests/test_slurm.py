@@ -86,8 +86,9 @@ def test_every_job_ran_as_a_slurm_job_and_slurm_recorded_it(cluster, slurm_run):
 def _comparable(path: Path) -> bool:
     # Provenance, the report's README (date, hashes), PDFs (creation time)
     # and Snakemake's directory markers describe the run, not its results.
-    return not (path.name.endswith(".meta.json") or path.suffix in (".pdf", ".snakemake_timestamp")
-                or path.name == "README.md")
+    return not (
+        path.name.endswith(".meta.json") or path.suffix in (".pdf", ".snakemake_timestamp") or path.name == "README.md"
+    )
 
 
 def _drop_volatile(value):
@@ -110,8 +111,9 @@ def _same_tensors(a, b) -> bool:
 
 def _same_content(a: Path, b: Path) -> bool:
     if a.suffix == ".pt":
-        return _same_tensors(torch.load(a, map_location="cpu", weights_only=False),
-                             torch.load(b, map_location="cpu", weights_only=False))
+        return _same_tensors(
+            torch.load(a, map_location="cpu", weights_only=False), torch.load(b, map_location="cpu", weights_only=False)
+        )
     if a.suffix == ".npz":
         with np.load(a) as x, np.load(b) as y:
             return x.files == y.files and all(np.array_equal(x[k], y[k]) for k in x.files)
@@ -122,16 +124,20 @@ def _same_content(a: Path, b: Path) -> bool:
         return _drop_volatile(json.loads(a.read_text())) == _drop_volatile(json.loads(b.read_text()))
     if a.suffix == ".tar":
         with tarfile.open(a) as x, tarfile.open(b) as y:
-            return (x.getnames() == y.getnames()
-                    and all(x.extractfile(m).read() == y.extractfile(m).read() for m in x.getmembers() if m.isfile()))
+            return x.getnames() == y.getnames() and all(
+                x.extractfile(m).read() == y.extractfile(m).read() for m in x.getmembers() if m.isfile()
+            )
     return a.read_bytes() == b.read_bytes()
 
 
 def test_outputs_equal_a_local_run(slurm_run, tiny_workflow_run):
     repo, _ = slurm_run
     cluster_files = {p.relative_to(repo) for p in (repo / "results").rglob("*") if p.is_file() and _comparable(p)}
-    local_files = {p.relative_to(tiny_workflow_run) for p in (tiny_workflow_run / "results").rglob("*")
-                   if p.is_file() and _comparable(p)}
+    local_files = {
+        p.relative_to(tiny_workflow_run)
+        for p in (tiny_workflow_run / "results").rglob("*")
+        if p.is_file() and _comparable(p)
+    }
     assert cluster_files == local_files
     assert len(cluster_files) > 200
     differing = sorted(str(p) for p in cluster_files if not _same_content(repo / p, tiny_workflow_run / p))
@@ -158,8 +164,14 @@ def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(clust
     model = repo / "results" / "synthetic" / "support" / "model.pt"
     resume = model.with_name("model.pt.resume.pt")
     target = str(model.relative_to(repo))
-    with subprocess.Popen(SLURM_SNAKEMAKE + [target], cwd=repo, env=tool_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as snakemake:
+    with subprocess.Popen(
+        SLURM_SNAKEMAKE + [target],
+        cwd=repo,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as snakemake:
         job_id = _running_job("rule_train_cam", timeout=300)
         deadline = time.monotonic() + 300
         while not resume.exists() and time.monotonic() < deadline:
@@ -169,8 +181,11 @@ def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(clust
         output, _ = snakemake.communicate(timeout=900)
     assert snakemake.returncode == 0, output[-6000:]
 
-    train_records = [r for r in _records_of(cluster, repo) if r["JobId"] in SUBMITTED.findall(output)
-                     and int(r["JobId"]) >= int(job_id)]
+    train_records = [
+        r
+        for r in _records_of(cluster, repo)
+        if r["JobId"] in SUBMITTED.findall(output) and int(r["JobId"]) >= int(job_id)
+    ]
     states = [r["JobState"] for r in sorted(train_records, key=lambda r: int(r["JobId"]))]
     assert states == ["CANCELLED", "COMPLETED"], states
     log = (repo / "logs" / "synthetic" / "train_cam" / "support.log").read_text()
@@ -184,23 +199,49 @@ def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(clust
     assert iterations == list(range(1, len(iterations) + 1))
     threads = re.search(r"rule train_cam:.*?threads: (\d+)", output, re.S).group(1)
     reference = tmp_path / "reference.pt"
-    subprocess.run(["python", "-m", "pixsup.steps.train_cam", "--params",
-                    str(repo / "results" / "synthetic" / "params" / "train_cam.yaml"),
-                    "--root", str(repo / "data" / "synthetic" / "VOC2012"), "--split", "train_aug",
-                    "--variant", "support", "--out", str(reference), "--quiet"],
-                   env={**tool_env(), "OMP_NUM_THREADS": threads}, check=True, cwd=repo)
+    subprocess.run(
+        [
+            "python",
+            "-m",
+            "pixsup.steps.train_cam",
+            "--params",
+            str(repo / "results" / "synthetic" / "params" / "train_cam.yaml"),
+            "--root",
+            str(repo / "data" / "synthetic" / "VOC2012"),
+            "--split",
+            "train_aug",
+            "--variant",
+            "support",
+            "--out",
+            str(reference),
+            "--quiet",
+        ],
+        env={**tool_env(), "OMP_NUM_THREADS": threads},
+        check=True,
+        cwd=repo,
+    )
     assert _same_content(model, reference)
 
 
 def test_gpu_jobs_get_their_own_fake_gpu_and_a_third_waits(cluster):
-    jobs = [subprocess.run(["sbatch", "--parsable", "--gpus=1", "-t", "5", "-o", "/dev/null", "--wrap", "sleep 60"],
-                           capture_output=True, text=True, check=True).stdout.strip() for _ in range(3)]
+    jobs = [
+        subprocess.run(
+            ["sbatch", "--parsable", "--gpus=1", "-t", "5", "-o", "/dev/null", "--wrap", "sleep 60"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for _ in range(3)
+    ]
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            states = dict(line.split() for line in subprocess.run(
-                ["squeue", "-h", "-j", ",".join(jobs), "-o", "%i %T"], capture_output=True, text=True).stdout
-                .splitlines())
+            states = dict(
+                line.split()
+                for line in subprocess.run(
+                    ["squeue", "-h", "-j", ",".join(jobs), "-o", "%i %T"], capture_output=True, text=True
+                ).stdout.splitlines()
+            )
             if sorted(states.values()) == ["PENDING", "RUNNING", "RUNNING"]:
                 break
             time.sleep(0.5)
@@ -209,8 +250,9 @@ def test_gpu_jobs_get_their_own_fake_gpu_and_a_third_waits(cluster):
         indices = set()
         for job_id, state in states.items():
             if state == "RUNNING":
-                details = subprocess.run(["scontrol", "show", "job", "-d", job_id], capture_output=True,
-                                         text=True, check=True).stdout
+                details = subprocess.run(
+                    ["scontrol", "show", "job", "-d", job_id], capture_output=True, text=True, check=True
+                ).stdout
                 indices.add(re.search(r"gpu(?::\w+)?:1\(IDX:(\d+)\)", details).group(1))
         assert indices == {"0", "1"}
     finally:

@@ -9,13 +9,15 @@ import re
 import numpy as np
 import pytest
 
-from conftest import write_params
 from pixsup.steps import eval_cams, gather_cams, make_cams, prepare_data, train_cam, validate_data
+
+from conftest import write_params
 from workflow_repo import REPO
 
 # One step module per workflow rule, named as the rule (test_workflow_files checks the rules' commands).
-RULES = sorted(set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")),
-                              re.M)))
+RULES = sorted(
+    set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
+)
 
 
 @pytest.mark.parametrize("step", RULES)
@@ -32,36 +34,86 @@ def test_help_explains_inputs_and_outputs(step, capsys):
 def test_pipeline_of_steps(tmp_path, small_raw):
     params = write_params(tmp_path / "params.yaml", small_raw)
     root = tmp_path / "VOC2012"
-    assert prepare_data.main(["--params", str(params), "--root", str(root),
-                              "--out", str(tmp_path / "prepared.json"), "--quiet"]) == 0
+    assert (
+        prepare_data.main(
+            ["--params", str(params), "--root", str(root), "--out", str(tmp_path / "prepared.json"), "--quiet"]
+        )
+        == 0
+    )
     assert validate_data.main(["--root", str(root), "--split", "train", "--require-mask"]) == 0
     support = tmp_path / "support" / "model.pt"
     full = tmp_path / "full" / "model.pt"
-    assert train_cam.main(["--params", str(params), "--root", str(root), "--variant", "support",
-                           "--out", str(support), "--quiet"]) == 0
-    assert train_cam.main(["--params", str(params), "--root", str(root), "--variant", "full",
-                           "--support", str(support), "--out", str(full), "--quiet"]) == 0
+    assert (
+        train_cam.main(
+            ["--params", str(params), "--root", str(root), "--variant", "support", "--out", str(support), "--quiet"]
+        )
+        == 0
+    )
+    assert (
+        train_cam.main(
+            [
+                "--params",
+                str(params),
+                "--root",
+                str(root),
+                "--variant",
+                "full",
+                "--support",
+                str(support),
+                "--out",
+                str(full),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "full" / "model.pt.meta.json").read_text())
     assert meta["params"]["cam_train"]["backbone"] == "tiny" and meta["variant"] == "full"
     assert meta["seed"] == 0 and meta["seconds"] > 0 and meta["versions"]["torch"]
 
     cams = tmp_path / "full" / "cams" / "train"
     for shard in ("0/2", "1/2"):
-        assert make_cams.main(["--params", str(params), "--root", str(root), "--split", "train",
-                               "--model", str(full), "--out", str(cams), "--shard", shard, "--quiet"]) == 0
+        assert (
+            make_cams.main(
+                [
+                    "--params",
+                    str(params),
+                    "--root",
+                    str(root),
+                    "--split",
+                    "train",
+                    "--model",
+                    str(full),
+                    "--out",
+                    str(cams),
+                    "--shard",
+                    shard,
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     assert not (cams / "index.json").exists()
     metrics = tmp_path / "full" / "metrics.json"
     # Without the gathered manifest evaluation refuses to start.
-    assert eval_cams.main(["--params", str(params), "--cams", str(cams), "--root", str(root),
-                           "--out", str(metrics), "--quiet"]) == 1
+    assert (
+        eval_cams.main(
+            ["--params", str(params), "--cams", str(cams), "--root", str(root), "--out", str(metrics), "--quiet"]
+        )
+        == 1
+    )
     assert gather_cams.main(["--out", str(cams), "--shards", "2", "--quiet"]) == 0
     manifest = json.loads((cams / "index.json").read_text())
     ids = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
     assert sorted(manifest["ids"]) == sorted(ids)
     with np.load(cams / f"{ids[0]}.npz") as data:
         assert set(data.files) == {"keys", "cam", "high_res"}
-    assert eval_cams.main(["--params", str(params), "--cams", str(cams), "--root", str(root),
-                           "--out", str(metrics), "--quiet"]) == 0
+    assert (
+        eval_cams.main(
+            ["--params", str(params), "--cams", str(cams), "--root", str(root), "--out", str(metrics), "--quiet"]
+        )
+        == 0
+    )
     result = json.loads(metrics.read_text())
     assert 0 < result["miou"] <= 100 and result["images"] == len(ids)
     assert len(result["curve"]) == 56 and 0.05 <= result["best_threshold"] <= 0.6
@@ -72,8 +124,9 @@ def test_pipeline_of_steps(tmp_path, small_raw):
 def test_unknown_config_key_names_the_key(tmp_path, small_raw, capsys):
     small_raw["cam_train"]["rcm"] = {"tua": 0.1}
     params = write_params(tmp_path / "params.yaml", small_raw)
-    code = train_cam.main(["--params", str(params), "--root", str(tmp_path), "--variant", "support",
-                           "--out", str(tmp_path / "m.pt")])
+    code = train_cam.main(
+        ["--params", str(params), "--root", str(tmp_path), "--variant", "support", "--out", str(tmp_path / "m.pt")]
+    )
     assert code == 2
     assert "unknown key 'cam_train.rcm.tua'" in capsys.readouterr().err
 
@@ -86,8 +139,19 @@ def test_training_on_broken_data_names_the_file(tmp_path, small_raw, small_voc, 
     victim = (root / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split()[3]
     (root / "JPEGImages" / f"{victim}.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     params = write_params(tmp_path / "params.yaml", small_raw)
-    code = train_cam.main(["--params", str(params), "--root", str(root), "--variant", "support",
-                           "--out", str(tmp_path / "m.pt"), "--quiet"])
+    code = train_cam.main(
+        [
+            "--params",
+            str(params),
+            "--root",
+            str(root),
+            "--variant",
+            "support",
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--quiet",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert f"{victim}.jpg" in err

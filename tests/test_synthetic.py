@@ -58,7 +58,10 @@ def _xml_objects(root: Path, image_id: str) -> tuple[tuple[int, int], list[tuple
     tree = ET.parse(root / ANNOTATION_DIR / f"{image_id}.xml").getroot()
     size = (int(tree.findtext("size/width")), int(tree.findtext("size/height")))
     objects = [
-        (CLASS_ID[obj.findtext("name")], tuple(int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")))
+        (
+            CLASS_ID[obj.findtext("name")],
+            tuple(int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")),
+        )
         for obj in tree.iter("object")
     ]
     return size, objects
@@ -218,7 +221,7 @@ def test_badge_carries_the_class_code() -> None:
     palette = class_palette(cfg.num_classes)
     for k in range(30):
         image, _, objects, badge = draw_sample(cfg, k)
-        (class_id, _), = objects
+        ((class_id, _),) = objects
         inks = palette.badge_codes[class_id - 1].reshape(-1, 3).astype(float)
         pixels = image[badge].astype(float)
         assert badge.sum() >= 36
@@ -236,7 +239,7 @@ def test_body_colour_is_the_class_colour_at_the_configured_rate(rate: float) -> 
     draws = 200
     for k in range(draws):
         image, mask, objects, badge = draw_sample(cfg, k)
-        (class_id, _), = objects
+        ((class_id, _),) = objects
         body = np.median(image[(mask == class_id) & ~badge].astype(float), axis=0)
         nearest = int(np.argmin(np.linalg.norm(candidates - body, axis=1)))
         assert nearest == class_id - 1 or nearest >= cfg.num_classes, "never another class's colour"
@@ -271,8 +274,7 @@ def test_step_writes_dataset_and_meta(tmp_path: Path, capsys: pytest.CaptureFixt
     params.write_text(yaml.safe_dump({"data": {"synthetic": {**SMALL, "seed": 3}}}))
     out = tmp_path / "VOC2012"
     manifest_path = tmp_path / "prepared.json"
-    assert prepare_data.main(["--params", str(params), "--root", str(out), "--out", str(manifest_path),
-                              "--quiet"]) == 0
+    assert prepare_data.main(["--params", str(params), "--root", str(out), "--out", str(manifest_path), "--quiet"]) == 0
     assert all((out / SPLIT_DIR / f"{name}.txt").exists() for name in SPLITS)
     manifest = json.loads(manifest_path.read_text())
     assert manifest["dataset"] == "synthetic" and manifest["root"] == str(out)
@@ -286,8 +288,12 @@ def test_step_writes_dataset_and_meta(tmp_path: Path, capsys: pytest.CaptureFixt
 
     params.write_text(yaml.safe_dump({"data": {"synthetic": {"num_trian": 4}}}))
     capsys.readouterr()
-    assert prepare_data.main(["--params", str(params), "--root", str(tmp_path / "bad"),
-                              "--out", str(tmp_path / "bad.json"), "--quiet"]) == 2
+    assert (
+        prepare_data.main(
+            ["--params", str(params), "--root", str(tmp_path / "bad"), "--out", str(tmp_path / "bad.json"), "--quiet"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "data.synthetic.num_trian" in err and "Traceback" not in err
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.json").exists()

@@ -7,10 +7,9 @@ import csv
 import pytest
 import torch
 
-from pixsup.checkpoints import CheckpointError, load_cam_net
-from pixsup.config import parse_params
 from pixsup.cam.training import train_cam
-from pixsup.checkpoints import resume_path
+from pixsup.checkpoints import CheckpointError, load_cam_net, resume_path
+from pixsup.config import parse_params
 
 
 def _weights(path):
@@ -114,9 +113,9 @@ def test_support_with_other_backbone_is_refused(small_voc, small_raw, tmp_path):
 
 
 def test_multiscale_regions_change_the_rcm_term_only():
+    from pixsup.cam.training import compute_losses
     from pixsup.models import create_model
     from pixsup.models.support import SupportNet
-    from pixsup.cam.training import compute_losses
 
     torch.manual_seed(0)
     main = create_model("tiny", pretrained="none").eval()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from fake_voc import image, write_item, write_split
 from pixsup.config import AugmentConfig
 from pixsup.data.datasets import CamTrainDataset
 from pixsup.data.transforms import (
@@ -23,9 +22,12 @@ from pixsup.data.transforms import (
     normalize_image,
 )
 
+from fake_voc import image, write_item, write_split
+
 # Colour of each class in the painted image; far apart so a mix-up cannot pass.
-COLOURS = np.array([(0, 200, 100), (40, 170, 120), (80, 140, 140), (120, 110, 160), (160, 80, 180), (200, 50, 200)],
-                   dtype=np.uint8)
+COLOURS = np.array(
+    [(0, 200, 100), (40, 170, 120), (80, 140, 140), (120, 110, 160), (160, 80, 180), (200, 50, 200)], dtype=np.uint8
+)
 
 
 def _painted(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +44,7 @@ def _uniform_around(label: np.ndarray, radius: int) -> np.ndarray:
     same = np.ones(label.shape, dtype=bool)
     for dy in range(2 * radius + 1):
         for dx in range(2 * radius + 1):
-            same &= padded[dy:dy + height, dx:dx + width] == label
+            same &= padded[dy : dy + height, dx : dx + width] == label
     return same
 
 
@@ -135,7 +137,10 @@ def test_build_train_transform_follows_config() -> None:
     assert [type(t).__name__ for t in plain.transforms] == ["RandomResizeLong", "RandomCrop"]
     full = build_train_transform(AugmentConfig())
     assert [type(t).__name__ for t in full.transforms] == [
-        "RandomResizeLong", "RandomHorizontalFlip", "ColorJitter", "RandomCrop",
+        "RandomResizeLong",
+        "RandomHorizontalFlip",
+        "ColorJitter",
+        "RandomCrop",
     ]
 
 

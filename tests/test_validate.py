@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fake_voc import block_mask, image, write_item, write_split
 from pixsup.config import AugmentConfig
 from pixsup.data.datasets import CamInferDataset, CamTrainDataset
 from pixsup.data.validate import check_item, validate_split
 from pixsup.data.voc import DataError, VocIndex
 from pixsup.steps.validate_data import main
+
+from fake_voc import block_mask, image, write_item, write_split
 
 GOOD = "2000_000001"
 # id -> (a word the message must contain, the file it must name, relative to the root)
@@ -106,7 +107,9 @@ def test_validate_split_reports_everything_in_one_run(root: Path) -> None:
     # Requiring masks adds exactly the ids that have none.
     strict = validate_split(VocIndex(root), "train", require_mask=True, progress=False)
     assert sorted(p.split(":")[0] for p in set(strict) - set(problems)) == [
-        "mask missing for id 2000_000002", "mask missing for id 2000_000006", "mask missing for id 2000_000007",
+        "mask missing for id 2000_000002",
+        "mask missing for id 2000_000006",
+        "mask missing for id 2000_000007",
     ]
 
 
@@ -140,10 +143,13 @@ def test_cli_cls_labels_npy_missing_id(root: Path, capsys: pytest.CaptureFixture
     assert f"{npy}: no entry for id {GOOD}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("make", [
-    lambda root: CamInferDataset(root, "train"),
-    lambda root: CamTrainDataset(root, "train", AugmentConfig(resize_long=(24, 40), crop_size=32), seed=0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda root: CamInferDataset(root, "train"),
+        lambda root: CamTrainDataset(root, "train", AugmentConfig(resize_long=(24, 40), crop_size=32), seed=0),
+    ],
+)
 def test_datasets_check_lazily_with_the_same_messages(root: Path, make) -> None:
     dataset = make(root)  # constructing does not decode anything, bad ids included
     assert dataset.ids[0] == GOOD and dataset[0]["id"] == GOOD

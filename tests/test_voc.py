@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fake_voc import FIXTURES, block_mask, image, write_item, write_split
 from pixsup.data.voc import DataError, VocIndex, load_cls_labels_npy, read_split
 from pixsup.data.voc_format import CLASS_ID, IGNORE_INDEX
+
+from fake_voc import FIXTURES, block_mask, image, write_item, write_split
 
 REAL_ROOT = FIXTURES / "VOC2012"
 REAL_NPY = FIXTURES / "cls_labels" / "cls_labels.npy"

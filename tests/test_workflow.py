@@ -18,9 +18,25 @@ from workflow_repo import TINY_PARAMS, copy_repo, jobs_by_rule, merged, run
 pytestmark = pytest.mark.workflow
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-RULES = ["write_params", "prepare_data", "validate_data", "train_cam", "make_cams", "gather_cams", "eval_cams",
-         "make_ir_labels", "train_irn", "make_pseudo_masks", "eval_masks", "train_seg", "make_seg_preds", "eval_seg",
-         "make_test_submission", "make_report", "all"]
+RULES = [
+    "write_params",
+    "prepare_data",
+    "validate_data",
+    "train_cam",
+    "make_cams",
+    "gather_cams",
+    "eval_cams",
+    "make_ir_labels",
+    "train_irn",
+    "make_pseudo_masks",
+    "eval_masks",
+    "train_seg",
+    "make_seg_preds",
+    "eval_seg",
+    "make_test_submission",
+    "make_report",
+    "all",
+]
 VARIANTS = ["support", "baseline_same_budget", "rcm", "mam", "full"]
 
 
@@ -137,10 +153,13 @@ def _params_with(**changes) -> dict:
     return params
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"data__dataset": "voc07"}, "data.dataset: Input should be 'synthetic' or 'voc12'"),
-    ({"cam_train__lrr": 0.1}, "unknown key 'cam_train.lrr'"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"data__dataset": "voc07"}, "data.dataset: Input should be 'synthetic' or 'voc12'"),
+        ({"cam_train__lrr": 0.1}, "unknown key 'cam_train.lrr'"),
+    ],
+)
 def test_bad_config_stops_before_any_job(tmp_path, changes, message):
     repo = copy_repo(tmp_path / "repo", _params_with(**changes))
     result = run(SNAKEMAKE + ["-n", "--cores", "1"], repo, check=False)
@@ -151,10 +170,17 @@ def test_bad_config_stops_before_any_job(tmp_path, changes, message):
 
 def test_voc12_is_fetched_from_a_mirror_and_validated(tmp_path):
     mirror = build_mirror(tmp_path / "mirror")
-    params = _params_with(data__dataset="voc12", data__root="data/voc12/VOC2012",
-                          data__voc12={"voc_url": mirror["voc"].as_uri(), "voc_md5": md5(mirror["voc"]),
-                                       "aug_url": mirror["aug"].as_uri(), "aug_md5": None,
-                                       "archive_dir": str(tmp_path / "archives")})
+    params = _params_with(
+        data__dataset="voc12",
+        data__root="data/voc12/VOC2012",
+        data__voc12={
+            "voc_url": mirror["voc"].as_uri(),
+            "voc_md5": md5(mirror["voc"]),
+            "aug_url": mirror["aug"].as_uri(),
+            "aug_md5": None,
+            "archive_dir": str(tmp_path / "archives"),
+        },
+    )
     repo = copy_repo(tmp_path / "repo", params)
     run(SNAKEMAKE + ["--cores", "1", "dataset"], repo)
     manifest = json.loads((repo / "results" / "voc12" / "data" / "prepared.json").read_text())
@@ -166,8 +192,11 @@ def test_voc12_is_fetched_from_a_mirror_and_validated(tmp_path):
 
 def test_missing_data_root_fails_in_prepare_data_naming_root_and_source(tmp_path):
     missing = tmp_path / "nowhere" / "VOCtrainval_11-May-2012.tar"
-    params = _params_with(data__dataset="voc12", data__root="data/voc12/VOC2012",
-                          data__voc12={"voc_url": missing.as_uri(), "archive_dir": str(tmp_path / "archives")})
+    params = _params_with(
+        data__dataset="voc12",
+        data__root="data/voc12/VOC2012",
+        data__voc12={"voc_url": missing.as_uri(), "archive_dir": str(tmp_path / "archives")},
+    )
     repo = copy_repo(tmp_path / "repo", params)
     result = run(SNAKEMAKE + ["--cores", "1", "dataset"], repo, check=False)
     assert result.returncode != 0

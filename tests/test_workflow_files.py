@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-import tomllib
-from pathlib import Path
 
+import tomllib
 import yaml
 
 from pixsup.config import json_schema, load_params
+
 from workflow_repo import REPO, copy_repo, run
 
 
@@ -27,8 +27,11 @@ def test_conda_env_parses_and_agrees_with_pyproject_and_ci():
     assert required <= set(env_pins), f"missing from envs/pixsup.yaml: {required - set(env_pins)}"
     assert "python=3.11" in env["dependencies"]
     assert any(item == "-e ../" for item in pip), "the env must install this package"
-    ci = {_name(line): line.strip() for line in (REPO / ".ci" / "constraints.txt").read_text().splitlines()
-          if line.strip() and not line.startswith("#")}
+    ci = {
+        _name(line): line.strip()
+        for line in (REPO / ".ci" / "constraints.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     for name in ("torch", "torchvision"):
         assert env_pins[name] == ci[name], f"{name}: env has {env_pins[name]}, CI installs {ci[name]}"
 
@@ -63,10 +66,16 @@ def test_dvc_stages_are_snakemake_targets_over_the_files_the_workflow_declares(t
         target = stage["cmd"].split()[-1]
         assert stage["cmd"].startswith("snakemake --cores all") and target in targets, name
         for path in _dvc_paths(stage.get("outs"), params) + _dvc_paths(stage.get("metrics"), params):
-            assert path in rule_of or any(f.startswith(path.rstrip("/") + "/") for f in rule_of) or \
-                path == params.data.root, f"{name}: {path} is not an output of the workflow"
-    declared = {path for stage in stages.values()
-                for path in _dvc_paths(stage.get("outs"), params) + _dvc_paths(stage.get("metrics"), params)}
+            assert (
+                path in rule_of
+                or any(f.startswith(path.rstrip("/") + "/") for f in rule_of)
+                or path == params.data.root
+            ), f"{name}: {path} is not an output of the workflow"
+    declared = {
+        path
+        for stage in stages.values()
+        for path in _dvc_paths(stage.get("outs"), params) + _dvc_paths(stage.get("metrics"), params)
+    }
     for path, rule in rule_of.items():
         if rule in ("train_cam", "eval_cams"):
             assert path in declared, f"{path} ({rule}) is missing from dvc.yaml"

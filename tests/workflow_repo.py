@@ -25,8 +25,12 @@ TINY_PARAMS["seg_train"] = {"epochs": 2, "batch_size": 8, "crop_size": 64}
 TINY_PARAMS["seg_infer"] = {"scales": [0.5, 1.0]}
 TINY_PARAMS["report"] = {"gallery_size": 2}
 
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "pixsup tests", "GIT_AUTHOR_EMAIL": "tests@pixsup.invalid",
-                "GIT_COMMITTER_NAME": "pixsup tests", "GIT_COMMITTER_EMAIL": "tests@pixsup.invalid"}
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "pixsup tests",
+    "GIT_AUTHOR_EMAIL": "tests@pixsup.invalid",
+    "GIT_COMMITTER_NAME": "pixsup tests",
+    "GIT_COMMITTER_EMAIL": "tests@pixsup.invalid",
+}
 
 
 def tool_env() -> dict[str, str]:
@@ -40,8 +44,10 @@ def tool_env() -> dict[str, str]:
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
-                             f"\n--- stderr\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
+            f"\n--- stderr\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -59,8 +65,13 @@ def copy_repo(dest: Path, params: dict | None = None) -> Path:
     params.yaml becomes the repository's own with ``params`` (default: the tiny
     config) merged in; DVC reads ``data.root`` and ``data.dataset`` from it.
     """
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in filter(None, listed.split("\0")):
         source = REPO / name
         if not source.exists() and not source.is_symlink():
@@ -72,8 +83,9 @@ def copy_repo(dest: Path, params: dict | None = None) -> Path:
         else:
             shutil.copy2(source, target)
     base = yaml.safe_load((REPO / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(merged(base, TINY_PARAMS if params is None else params),
-                                                     sort_keys=False))
+    (dest / "params.yaml").write_text(
+        yaml.safe_dump(merged(base, TINY_PARAMS if params is None else params), sort_keys=False)
+    )
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "test checkout"]):
         run(cmd, dest)
     return dest

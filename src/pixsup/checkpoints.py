@@ -62,11 +62,14 @@ def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = (), tru
 
 def save_trained(path: str | os.PathLike, file_format: str, model: nn.Module, **fields: Any) -> None:
     """A trained network's file: its format, ``fields`` (what rebuilds it) and its weights on the CPU."""
-    save_torch(path, {
-        "format": file_format,
-        **fields,
-        "model": {key: value.detach().cpu() for key, value in model.state_dict().items()},
-    })
+    save_torch(
+        path,
+        {
+            "format": file_format,
+            **fields,
+            "model": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        },
+    )
 
 
 def read_trained(path: str | os.PathLike, file_format: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -88,15 +91,23 @@ def load_weights(path: str | os.PathLike, model: nn.Module, state: dict[str, Any
 
 def save_cam_net(path: str | os.PathLike, model: CamNet, backbone: str, proj_dim: int, extra: dict[str, Any]) -> None:
     """Final weights of a trained CAM network, with what is needed to rebuild it."""
-    save_trained(path, CAM_NET_FORMAT, model, backbone=backbone, num_classes=model.cam_head.out_channels,
-                 proj_dim=proj_dim, **extra)
+    save_trained(
+        path,
+        CAM_NET_FORMAT,
+        model,
+        backbone=backbone,
+        num_classes=model.cam_head.out_channels,
+        proj_dim=proj_dim,
+        **extra,
+    )
 
 
 def load_cam_net(path: str | os.PathLike) -> tuple[CamNet, dict[str, Any]]:
     """Rebuild a CAM network from :func:`save_cam_net`'s file (random init, then the stored weights)."""
     state = read_trained(path, CAM_NET_FORMAT, required=("backbone", "proj_dim", "num_classes"))
-    model = create_model(state["backbone"], num_classes=state["num_classes"], proj_dim=state["proj_dim"],
-                         pretrained="none")
+    model = create_model(
+        state["backbone"], num_classes=state["num_classes"], proj_dim=state["proj_dim"], pretrained="none"
+    )
     return load_weights(path, model, state), state
 
 
@@ -107,8 +118,9 @@ def load_cam_backbone(cam_checkpoint: str | os.PathLike | None, backbone: str, s
         raise ValueError(f"{section}.pretrained: cam needs the CAM network checkpoint (--cam-model)")
     cam_net, state = load_cam_net(cam_checkpoint)
     if state["backbone"] != backbone:
-        raise CheckpointError(f"{cam_checkpoint}: backbone '{state['backbone']}' differs from "
-                              f"{section}.backbone '{backbone}'")
+        raise CheckpointError(
+            f"{cam_checkpoint}: backbone '{state['backbone']}' differs from {section}.backbone '{backbone}'"
+        )
     return cam_net.backbone
 
 
@@ -136,25 +148,46 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_resume(out: str | os.PathLike, identity: dict[str, Any], epoch: int, rows: list[dict[str, float]],
-                model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, **extra: Any) -> None:
+def save_resume(
+    out: str | os.PathLike,
+    identity: dict[str, Any],
+    epoch: int,
+    rows: list[dict[str, float]],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    **extra: Any,
+) -> None:
     """Write ``<out>.resume.pt`` (atomically) after ``epoch`` epochs."""
-    save_torch(resume_path(out), {
-        "identity": identity, "epoch": epoch, "rows": rows, "rng": rng_state(), "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **extra})
+    save_torch(
+        resume_path(out),
+        {
+            "identity": identity,
+            "epoch": epoch,
+            "rows": rows,
+            "rng": rng_state(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            **extra,
+        },
+    )
 
 
-def load_resume(out: str | os.PathLike, identity: dict[str, Any], model: nn.Module,
-                optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, list[dict[str, float]], dict]:
+def load_resume(
+    out: str | os.PathLike, identity: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[int, list[dict[str, float]], dict]:
     """Restore ``<out>.resume.pt`` if it exists; returns (epochs done, loss rows, the whole state)."""
     resume = resume_path(out)
     if not resume.exists():
         return 0, [], {}
-    state = read_checkpoint(resume, required=("identity", "epoch", "model", "optimizer", "scheduler", "rng"),
-                            trusted=True)
+    state = read_checkpoint(
+        resume, required=("identity", "epoch", "model", "optimizer", "scheduler", "rng"), trusted=True
+    )
     if state["identity"] != identity:
-        raise CheckpointError(f"{resume}: resume checkpoint was written for different params/inputs; "
-                              "delete it to start over")
+        raise CheckpointError(
+            f"{resume}: resume checkpoint was written for different params/inputs; delete it to start over"
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

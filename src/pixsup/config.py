@@ -34,7 +34,9 @@ class SyntheticConfig(_Section):
 
     seed: int = Field(0, ge=0, description="Seed of the generator; the same seed gives byte-identical files.")
     num_train: int = Field(160, ge=1, description="Images in the `train` list (seed evaluation split).")
-    num_aug_extra: int = Field(160, ge=0, description="Extra images that only `train_aug` holds (train_aug = train + these).")
+    num_aug_extra: int = Field(
+        160, ge=0, description="Extra images that only `train_aug` holds (train_aug = train + these)."
+    )
     num_val: int = Field(80, ge=1, description="Images in the `val` list.")
     num_test: int = Field(40, ge=0, description="Images in the `test` list (no masks or annotations, as on VOC).")
     num_classes: int = Field(6, ge=2, le=20, description="Foreground classes used, VOC ids 1..num_classes.")
@@ -46,22 +48,28 @@ class SyntheticConfig(_Section):
         description="Range [lo, hi] of an object's longer box side, as a fraction of the image's shorter side.",
     )
     body_class_colour_prob: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.0,
+        ge=0.0,
+        le=1.0,
         description="Probability that an object's body carries its class colour; otherwise a distractor "
         "colour from a pool shared by all classes.",
     )
     badge_fraction: float = Field(
-        0.22, gt=0.0, le=0.5,
-        description="Badge side as a fraction of the body's shorter side (at least 6 px; the badge lies inside the body).",
+        0.22,
+        gt=0.0,
+        le=0.5,
+        description="Badge side as a fraction of the body's shorter side "
+        "(at least 6 px; the badge lies inside the body).",
     )
     ignore_ring: int = Field(
-        1, ge=0,
+        1,
+        ge=0,
         description="Pixels within this 4-neighbour distance of an object border are labelled 255 (0: no ring).",
     )
     jpeg_quality: int = Field(95, ge=50, le=100, description="Quality of the JPEGImages files.")
 
     @model_validator(mode="after")
-    def _ranges_ordered(self) -> "SyntheticConfig":
+    def _ranges_ordered(self) -> SyntheticConfig:
         if self.min_side > self.max_side:
             raise ValueError(f"min_side ({self.min_side}) is larger than max_side ({self.max_side})")
         low, high = self.object_scale
@@ -117,7 +125,7 @@ class AugmentConfig(_Section):
     hue: float = Field(0.0, ge=0.0, le=0.5)
 
     @model_validator(mode="after")
-    def _range_ordered(self) -> "AugmentConfig":
+    def _range_ordered(self) -> AugmentConfig:
         if self.resize_long[0] > self.resize_long[1]:
             raise ValueError(f"resize_long {list(self.resize_long)} must be [lo, hi] with lo <= hi")
         return self
@@ -132,7 +140,8 @@ class SupportConfig(_Section):
 
 class RcmConfig(_Section):
     weight: float = Field(
-        0.1, ge=0.0,
+        0.1,
+        ge=0.0,
         description="lambda_rcm in the full variant (0.1: at 1.0 RCM lowered seeds, docs/design-study.md).",
     )
     fg_threshold: float = Field(0.30, gt=0.0, le=1.0, description="Pixel is foreground when max_c A >= this.")
@@ -172,8 +181,11 @@ class CamTrainConfig(_Section):
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(16, ge=1)
     gpus: int = Field(
-        1, ge=1, description="GPUs per training job: the workflow starts this many DDP processes "
-        "(torchrun, or srun under SLURM); batch_size stays the global batch and must divide by it.")
+        1,
+        ge=1,
+        description="GPUs per training job: the workflow starts this many DDP processes "
+        "(torchrun, or srun under SLURM); batch_size stays the global batch and must divide by it.",
+    )
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes.")
     lr: float = Field(0.01, gt=0.0, description="Backbone learning rate; new heads use lr * head_lr_mult.")
     head_lr_mult: float = Field(10.0, gt=0.0)
@@ -213,7 +225,7 @@ class CamEvalConfig(_Section):
     threshold_step: float = Field(0.01, gt=0.0)
 
     @model_validator(mode="after")
-    def _range_ordered(self) -> "CamEvalConfig":
+    def _range_ordered(self) -> CamEvalConfig:
         if self.threshold_min > self.threshold_max:
             raise ValueError("threshold_min must not exceed threshold_max")
         return self
@@ -247,8 +259,11 @@ class IrnConfig(_Section):
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
     gpus: int = Field(
-        1, ge=1, description="GPUs of the training job: the workflow starts this many DDP processes "
-        "(torchrun, or srun under SLURM); batch_size stays the global batch and must divide by it.")
+        1,
+        ge=1,
+        description="GPUs of the training job: the workflow starts this many DDP processes "
+        "(torchrun, or srun under SLURM); batch_size stays the global batch and must divide by it.",
+    )
     num_workers: int = Field(2, ge=0)
     lr: float = Field(0.1, gt=0.0, description="Learning rate of the boundary branch.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
@@ -281,7 +296,7 @@ class PseudoLabelsConfig(_Section):
     irn: IrnConfig = IrnConfig()
 
     @model_validator(mode="after")
-    def _thresholds_ordered(self) -> "PseudoLabelsConfig":
+    def _thresholds_ordered(self) -> PseudoLabelsConfig:
         if self.conf_bg_threshold >= self.conf_fg_threshold:
             raise ValueError("conf_bg_threshold must be below conf_fg_threshold")
         return self
@@ -304,8 +319,11 @@ class SegTrainConfig(_Section):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(10, ge=1)
     gpus: int = Field(
-        1, ge=1, description="GPUs per training job: the workflow starts this many DDP processes "
-        "(torchrun, or srun under SLURM); batch_size stays the global batch and must divide by it.")
+        1,
+        ge=1,
+        description="GPUs per training job: the workflow starts this many DDP processes "
+        "(torchrun, or srun under SLURM); batch_size stays the global batch and must divide by it.",
+    )
     num_workers: int = Field(4, ge=0)
     lr: float = Field(2.5e-4, gt=0.0, description="Backbone learning rate; ASPP uses lr * head_lr_mult.")
     head_lr_mult: float = Field(10.0, gt=0.0)
@@ -317,7 +335,7 @@ class SegTrainConfig(_Section):
     flip: bool = True
 
     @model_validator(mode="after")
-    def _range_ordered(self) -> "SegTrainConfig":
+    def _range_ordered(self) -> SegTrainConfig:
         if not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale_range {list(self.scale_range)} must be [lo, hi] with 0 < lo <= hi")
         return self
@@ -409,8 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    parser = argparse.ArgumentParser(prog="python -m pixsup.config",
-                                     description="Check a params file, or print the JSON Schema of params.yaml.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pixsup.config", description="Check a params file, or print the JSON Schema of params.yaml."
+    )
     parser.add_argument("params", nargs="?", help="params file to validate")
     parser.add_argument("--schema", action="store_true", help="print the JSON Schema instead")
     args = parser.parse_args(argv)

@@ -26,9 +26,10 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -78,8 +79,9 @@ def training_ranks(seed: int, device: str, deterministic: bool) -> Iterator[Rank
         yield ranks
 
 
-def epoch_loader(dataset: Dataset, global_batch: int, seed: int, epoch: int, num_workers: int,
-                 ranks: Ranks) -> DataLoader:
+def epoch_loader(
+    dataset: Dataset, global_batch: int, seed: int, epoch: int, num_workers: int, ranks: Ranks
+) -> DataLoader:
     """This rank's batches of one epoch: its slice of every shuffled global batch (an incomplete last
     batch is dropped).
 
@@ -90,16 +92,21 @@ def epoch_loader(dataset: Dataset, global_batch: int, seed: int, epoch: int, num
     """
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     batches = BatchSampler(RandomSampler(dataset, generator=generator), global_batch, drop_last=True)
-    return DataLoader(dataset, batch_sampler=RankSliceSampler(batches, ranks), num_workers=num_workers,
-                      generator=generator, pin_memory=ranks.device.type == "cuda")
+    return DataLoader(
+        dataset,
+        batch_sampler=RankSliceSampler(batches, ranks),
+        num_workers=num_workers,
+        generator=generator,
+        pin_memory=ranks.device.type == "cuda",
+    )
 
 
-def sgd_poly(groups: list[dict[str, Any]], momentum: float, weight_decay: float, max_iters: int,
-             power: float) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+def sgd_poly(
+    groups: list[dict[str, Any]], momentum: float, weight_decay: float, max_iters: int, power: float
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
     """SGD over parameter groups (each with its own ``lr``) and the poly decay ``(1 - it / max) ** power``."""
     optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=momentum, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: max(0.0, 1.0 - it / max(max_iters, 1)) ** power)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: max(0.0, 1.0 - it / max(max_iters, 1)) ** power)
     return optimizer, scheduler
 
 
@@ -145,21 +152,32 @@ class TrainingTask:
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    moved = {key: value.to(device, non_blocking=True) if isinstance(value, Tensor) else value
-             for key, value in batch.items()}
+    moved = {
+        key: value.to(device, non_blocking=True) if isinstance(value, Tensor) else value for key, value in batch.items()
+    }
     if device.type == "cuda":
         moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
     return moved
 
 
-def train_one_epoch(task: TrainingTask, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    loader: DataLoader, epoch: int, epochs: int, ranks: Ranks, progress: bool) -> list[dict[str, float]]:
+def train_one_epoch(
+    task: TrainingTask,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loader: DataLoader,
+    epoch: int,
+    epochs: int,
+    ranks: Ranks,
+    progress: bool,
+) -> list[dict[str, float]]:
     """One pass over ``loader``; returns a loss row per iteration (terms averaged over ranks)."""
     model.train()
     amp = autocast_for(ranks.device)
     rows = []
-    bar = tqdm(loader, desc=f"{task.name} epoch {epoch + 1}/{epochs}", disable=not progress or not ranks.is_main,
-               leave=False)
+    bar = tqdm(
+        loader, desc=f"{task.name} epoch {epoch + 1}/{epochs}", disable=not progress or not ranks.is_main, leave=False
+    )
     for batch in bar:
         batch = _to_device(batch, ranks.device)
         with amp:
@@ -189,9 +207,16 @@ def _epoch_means(rows: list[dict[str, float]], epoch: int, columns: tuple[str, .
     return {column: float(np.mean([row[column] for row in rows if row["epoch"] == epoch])) for column in columns}
 
 
-def fit(task: TrainingTask, schedule: Schedule, out: str | os.PathLike, identity: dict[str, Any], ranks: Ranks,
-        losses_csv: str | os.PathLike | None = None, stop_after_epoch: int | None = None,
-        progress: bool = True) -> dict[str, Any]:
+def fit(
+    task: TrainingTask,
+    schedule: Schedule,
+    out: str | os.PathLike,
+    identity: dict[str, Any],
+    ranks: Ranks,
+    losses_csv: str | os.PathLike | None = None,
+    stop_after_epoch: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train ``task`` for ``schedule.epochs`` epochs; rank 0 writes ``out`` (:attr:`TrainingTask.save`) and the
     loss log ``losses_csv`` (default ``<out>.losses.csv``).
 
@@ -208,8 +233,13 @@ def fit(task: TrainingTask, schedule: Schedule, out: str | os.PathLike, identity
     if ranks.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     iters_per_epoch = len(task.dataset) // task.batch_size
-    optimizer, scheduler = sgd_poly(task.param_groups, schedule.momentum, schedule.weight_decay,
-                                    schedule.epochs * iters_per_epoch, schedule.poly_power)
+    optimizer, scheduler = sgd_poly(
+        task.param_groups,
+        schedule.momentum,
+        schedule.weight_decay,
+        schedule.epochs * iters_per_epoch,
+        schedule.poly_power,
+    )
     start_epoch, rows, state = load_resume(out, identity, model, optimizer, scheduler)
     task.load_resume_state(state)
     trained = ranks.wrap(model, unused_parameters=task.unused_parameters)
@@ -219,8 +249,13 @@ def fit(task: TrainingTask, schedule: Schedule, out: str | os.PathLike, identity
         loader = epoch_loader(task.dataset, task.batch_size, schedule.seed, epoch, schedule.num_workers, ranks)
         rows += train_one_epoch(task, trained, optimizer, scheduler, loader, epoch, schedule.epochs, ranks, progress)
         means = _epoch_means(rows, epoch, task.loss_columns)
-        log.info("%s epoch %d/%d: %s", task.name, epoch + 1, schedule.epochs,
-                 " ".join(f"{column} {value:.4f}" for column, value in means.items()))
+        log.info(
+            "%s epoch %d/%d: %s",
+            task.name,
+            epoch + 1,
+            schedule.epochs,
+            " ".join(f"{column} {value:.4f}" for column, value in means.items()),
+        )
         for what, module in {f"the {task.name} network": model, **task.same_on_every_rank}.items():
             ranks.check_identical(module, what)
         if ranks.is_main:
@@ -235,6 +270,11 @@ def fit(task: TrainingTask, schedule: Schedule, out: str | os.PathLike, identity
         write_text(losses_csv, loss_log_text(rows, task.loss_columns))
         resume_path(out).unlink(missing_ok=True)
     ranks.barrier()
-    return {"finished": True, "epochs_done": schedule.epochs, "iterations": len(rows),
-            "processes": ranks.world_size, "seconds_this_run": round(time.perf_counter() - started, 2),
-            "final_epoch_losses": _epoch_means(rows, schedule.epochs - 1, task.loss_columns)}
+    return {
+        "finished": True,
+        "epochs_done": schedule.epochs,
+        "iterations": len(rows),
+        "processes": ranks.world_size,
+        "seconds_this_run": round(time.perf_counter() - started, 2),
+        "final_epoch_losses": _epoch_means(rows, schedule.epochs - 1, task.loss_columns),
+    }

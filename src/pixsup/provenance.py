@@ -25,7 +25,11 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where, capture_output=True, text=True, timeout=10, check=True,
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -50,9 +54,14 @@ def scheduler_record() -> dict[str, str] | None:
     """
     if "SLURM_JOB_ID" not in os.environ:
         return None
-    names = {"job_id": "SLURM_JOB_ID", "step_id": "SLURM_STEP_ID", "step_tasks": "SLURM_STEP_NUM_TASKS",
-             "node": "SLURMD_NODENAME", "partition": "SLURM_JOB_PARTITION",
-             "cuda_visible_devices": "CUDA_VISIBLE_DEVICES"}
+    names = {
+        "job_id": "SLURM_JOB_ID",
+        "step_id": "SLURM_STEP_ID",
+        "step_tasks": "SLURM_STEP_NUM_TASKS",
+        "node": "SLURMD_NODENAME",
+        "partition": "SLURM_JOB_PARTITION",
+        "cuda_visible_devices": "CUDA_VISIBLE_DEVICES",
+    }
     return {key: os.environ[var] for key, var in names.items() if var in os.environ}
 
 

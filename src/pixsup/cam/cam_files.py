@@ -56,8 +56,7 @@ def load_cam_file(path: str | os.PathLike, image_size: tuple[int, int] | None = 
     if keys.dtype.kind not in "iu":
         raise CamFileError(f"{path}: keys must be integer class ids, got dtype {keys.dtype}")
     if keys.ndim != 1 or low.ndim != 3 or high.ndim != 3 or len(low) != len(keys) or len(high) != len(keys):
-        raise CamFileError(
-            f"{path}: inconsistent shapes keys {keys.shape}, cam {low.shape}, high_res {high.shape}")
+        raise CamFileError(f"{path}: inconsistent shapes keys {keys.shape}, cam {low.shape}, high_res {high.shape}")
     if len(keys) and (keys.min() < 1 or keys.max() > 20):
         raise CamFileError(f"{path}: keys {keys.tolist()} outside the class ids 1..20")
     if image_size is not None and tuple(high.shape[1:]) != tuple(image_size):
@@ -108,8 +107,9 @@ def require_cam_dir(cams_dir: str | os.PathLike) -> None:
         raise CamFileError(f"{cams_dir}: no {INDEX} (make_cams has not finished, or shards not gathered)")
 
 
-def load_image_and_cams(root: str | os.PathLike, cams_dir: str | os.PathLike,
-                        image_id: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def load_image_and_cams(
+    root: str | os.PathLike, cams_dir: str | os.PathLike, image_id: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """An image and its checked CAM file (keys, shapes against the image)."""
     image = VocIndex(root).load_image(image_id)
     return image, load_cam_file(Path(cams_dir) / f"{image_id}.npz", image_size=image.shape[:2])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,9 +27,16 @@ PRECISIONS = ("fp32", "bf16")
 
 
 @torch.no_grad()
-def cam_maps(model: nn.Module, image: np.ndarray, class_index: np.ndarray, scales: Sequence[float] = (1.0,),
-             flip: bool = True, cam_stride: int = 4, device: torch.device | str = "cpu",
-             precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+def cam_maps(
+    model: nn.Module,
+    image: np.ndarray,
+    class_index: np.ndarray,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = True,
+    cam_stride: int = 4,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised float32 CAMs (low-resolution grid, image size) of one uint8 H x W x 3 image for
     the label indices ``class_index`` (class id - 1).
 
@@ -61,9 +69,16 @@ def cam_maps(model: nn.Module, image: np.ndarray, class_index: np.ndarray, scale
     return low, high
 
 
-def infer_cams(model: nn.Module, image: np.ndarray, label: np.ndarray, scales: Sequence[float] = (1.0,),
-               flip: bool = True, cam_stride: int = 4, device: torch.device | str = "cpu",
-               precision: str = "fp32") -> dict[str, np.ndarray]:
+def infer_cams(
+    model: nn.Module,
+    image: np.ndarray,
+    label: np.ndarray,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = True,
+    cam_stride: int = 4,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> dict[str, np.ndarray]:
     """The CAM file contents of one image (uint8 H x W x 3) for the classes of its label
     (float (20,) multi-hot); see :func:`cam_maps`."""
     keys = np.nonzero(label)[0]
@@ -75,8 +90,15 @@ def infer_cams(model: nn.Module, image: np.ndarray, label: np.ndarray, scales: S
     }
 
 
-def dump_cams(model: nn.Module, dataset: "Dataset", cfg: "CamInferConfig", out_dir: str | os.PathLike,
-              device: torch.device | str = "cpu", desc: str = "make_cams", progress: bool = True) -> None:
+def dump_cams(
+    model: nn.Module,
+    dataset: Dataset,
+    cfg: CamInferConfig,
+    out_dir: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    desc: str = "make_cams",
+    progress: bool = True,
+) -> None:
     """Write ``<out_dir>/<id>.npz`` for every item of ``dataset`` (a CamInferDataset or a Subset of one)
     with :func:`inference_model` of ``model`` at ``cfg.precision``.
 
@@ -92,6 +114,7 @@ def dump_cams(model: nn.Module, dataset: "Dataset", cfg: "CamInferConfig", out_d
     model = inference_model(model, device)
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.num_workers, collate_fn=single_collate)
     for item in tqdm(loader, desc=desc, disable=not progress):
-        cams = infer_cams(model, item["image"], item["label"], cfg.scales, cfg.flip, cfg.cam_stride, device,
-                          cfg.precision)
+        cams = infer_cams(
+            model, item["image"], item["label"], cfg.scales, cfg.flip, cfg.cam_stride, device, cfg.precision
+        )
         save_cam_file(out_dir / f"{item['id']}.npz", cams)

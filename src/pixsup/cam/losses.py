@@ -11,7 +11,7 @@ global batch.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,8 +53,9 @@ def region_labels(support_cam: Tensor, fg_threshold: float, bg_threshold: float)
     return region
 
 
-def region_prototypes(support_proj: Tensor, region: Tensor, num_regions: int,
-                      ranks: Ranks = Ranks()) -> tuple[Tensor, Tensor, Tensor]:
+def region_prototypes(
+    support_proj: Tensor, region: Tensor, num_regions: int, ranks: Ranks = Ranks()
+) -> tuple[Tensor, Tensor, Tensor]:
     """Masked average of SupportNet embeddings per region id (0 .. num_regions - 1) over the global batch.
 
     Returns (ids (P,) of the regions present, prototypes (P, D) unit length, the
@@ -98,9 +99,16 @@ class PrototypeMemory:
         return torch.cat(kept) if kept else None
 
 
-def rcm_loss(main_proj: Tensor, support_proj: Tensor, support_cam: Tensor, fg_threshold: float,
-             bg_threshold: float, tau: float, memory: PrototypeMemory | None = None,
-             ranks: Ranks = Ranks()) -> Tensor:
+def rcm_loss(
+    main_proj: Tensor,
+    support_proj: Tensor,
+    support_cam: Tensor,
+    fg_threshold: float,
+    bg_threshold: float,
+    tau: float,
+    memory: PrototypeMemory | None = None,
+    ranks: Ranks = Ranks(),
+) -> Tensor:
     """Pixel-to-prototype InfoNCE.
 
     Each non-ignored MainNet pixel embedding is pulled to the prototype of its
@@ -133,8 +141,13 @@ def resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def mam_target(main_cam: Tensor, support_cams: Sequence[Tensor], fusion: str = "attention",
-               temperature: float = 2.0, dissimilarity: str = "abs") -> tuple[Tensor, Tensor]:
+def mam_target(
+    main_cam: Tensor,
+    support_cams: Sequence[Tensor],
+    fusion: str = "attention",
+    temperature: float = 2.0,
+    dissimilarity: str = "abs",
+) -> tuple[Tensor, Tensor]:
     """Fuse normalised SupportNet CAMs of several scales into MainNet's target.
 
     Args:
@@ -167,8 +180,15 @@ def mam_target(main_cam: Tensor, support_cams: Sequence[Tensor], fusion: str = "
     return (weights * stack).sum(dim=0), weights
 
 
-def mam_loss(main_cam: Tensor, target: Tensor, labels: Tensor, one_sided: bool = False,
-             bg_weight: float = 0.0, bg_threshold: float = 0.05, ranks: Ranks = Ranks()) -> Tensor:
+def mam_loss(
+    main_cam: Tensor,
+    target: Tensor,
+    labels: Tensor,
+    one_sided: bool = False,
+    bg_weight: float = 0.0,
+    bg_threshold: float = 0.05,
+    ranks: Ranks = Ranks(),
+) -> Tensor:
     """L1 between MainNet's normalised CAM and the fused target, over label classes and pixels.
 
     ``one_sided`` penalises only ``M < Y`` (pure expansion). ``bg_weight`` adds a

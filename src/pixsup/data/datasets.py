@@ -21,8 +21,7 @@ from .voc import DataError, VocIndex, read_split
 class _VocSplit(Dataset):
     """The ids of one split, each checked with :func:`check_item` the first time it is loaded."""
 
-    def __init__(self, root: str | os.PathLike, split: str,
-                 cls_labels: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, split: str, cls_labels: dict[str, np.ndarray] | None = None) -> None:
         self.index = VocIndex(root, cls_labels)
         self.split = split
         self.ids = read_split(root, split)
@@ -64,8 +63,14 @@ class CamTrainDataset(_VocSplit):
         cls_labels: Optional labels from :func:`~pixsup.data.voc.load_cls_labels_npy`.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str, augment_cfg: AugmentConfig, seed: int,
-                 cls_labels: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        augment_cfg: AugmentConfig,
+        seed: int,
+        cls_labels: dict[str, np.ndarray] | None = None,
+    ) -> None:
         super().__init__(root, split, cls_labels)
         self.transform = build_train_transform(augment_cfg)
         self.seed = seed
@@ -116,14 +121,16 @@ class LabelFolderDataset(_VocSplit):
         DataError: ``label_dir`` lacks a PNG for some id of the split (the message names the folder and ids).
     """
 
-    def __init__(self, root: str | os.PathLike, split: str, label_dir: str | os.PathLike, transform: Compose,
-                 seed: int) -> None:
+    def __init__(
+        self, root: str | os.PathLike, split: str, label_dir: str | os.PathLike, transform: Compose, seed: int
+    ) -> None:
         super().__init__(root, split)
         self.label_dir = Path(label_dir)
         missing = [i for i in self.ids if not (self.label_dir / f"{i}.png").is_file()]
         if missing:
-            raise DataError(f"{self.label_dir}: no label PNG for {len(missing)} ids of '{split}', "
-                            f"e.g. {', '.join(missing[:5])}")
+            raise DataError(
+                f"{self.label_dir}: no label PNG for {len(missing)} ids of '{split}', e.g. {', '.join(missing[:5])}"
+            )
         self.transform = transform
         self.seed = seed
         self.epoch = 0
@@ -136,8 +143,9 @@ class LabelFolderDataset(_VocSplit):
         image_id, image = self._load_image(i)
         label = read_label_png(self.label_dir / f"{image_id}.png")
         if label.shape != image.shape[:2]:
-            raise DataError(f"{self.label_dir / image_id}.png: size {label.shape} differs from the image's "
-                            f"{image.shape[:2]}")
+            raise DataError(
+                f"{self.label_dir / image_id}.png: size {label.shape} differs from the image's {image.shape[:2]}"
+            )
         rng = np.random.default_rng([self.seed, self.epoch, i])
         image, label = self.transform(image, label, rng)
         return {"image": normalize_image(image), "target": torch.from_numpy(label.astype(np.int64)), "id": image_id}

@@ -69,8 +69,16 @@ def fetch(url: str, archive_dir: str | os.PathLike, md5: str | None, progress: b
     try:
         with urllib.request.urlopen(url, timeout=60) as response, atomic_path(target) as tmp:
             total = response.headers.get("Content-Length")
-            with open(tmp, "wb") as out, tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                                              desc=target.name, disable=not progress) as bar:
+            with (
+                open(tmp, "wb") as out,
+                tqdm(
+                    total=int(total) if total else None,
+                    unit="B",
+                    unit_scale=True,
+                    desc=target.name,
+                    disable=not progress,
+                ) as bar,
+            ):
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     out.write(chunk)
                     digest.update(chunk)
@@ -169,4 +177,3 @@ def prepare_voc12(root: str | os.PathLike, cfg: Any, progress: bool = True) -> d
     if not (root / SPLIT_DIR / "train_aug.txt").is_file():
         log.info("train_aug.txt: %d ids", write_train_aug(root))
     return {"archives": archives, "downloaded": sorted(archives)}
-

@@ -343,7 +343,9 @@ def draw_sample(
         region = instance == i
         if (region & ~ring).any():
             ys, xs = np.nonzero(region)
-            objects.append((body.class_id, (int(xs.min()) + 1, int(ys.min()) + 1, int(xs.max()) + 1, int(ys.max()) + 1)))
+            objects.append(
+                (body.class_id, (int(xs.min()) + 1, int(ys.min()) + 1, int(xs.max()) + 1, int(ys.max()) + 1))
+            )
     return image, mask, objects, badge_mask
 
 
@@ -426,8 +428,11 @@ def generate_synthetic(out_dir: str | Path, cfg: SyntheticConfig, progress: bool
 
     palette = class_palette(cfg.num_classes)
     colour_map = voc_palette()
-    jobs = ([(TRAIN_POOL, k) for k in range(len(splits["train_aug"]))] + [(VAL_POOL, k) for k in range(cfg.num_val)]
-            + [(TEST_POOL, k) for k in range(cfg.num_test)])
+    jobs = (
+        [(TRAIN_POOL, k) for k in range(len(splits["train_aug"]))]
+        + [(VAL_POOL, k) for k in range(cfg.num_val)]
+        + [(TEST_POOL, k) for k in range(cfg.num_test)]
+    )
     records: dict[str, dict[str, Any]] = {}
     for pool, index in tqdm(jobs, desc="synthetic", unit="img", disable=not progress):
         name = image_id(pool, index)
@@ -447,8 +452,11 @@ def generate_synthetic(out_dir: str | Path, cfg: SyntheticConfig, progress: bool
         "generator": "pixsup.data.synthetic",
         "config": cfg.model_dump(mode="json"),
         "counts": {name: len(ids) for name, ids in splits.items()},
-        "id_scheme": {"train_aug": "2100_NNNNNN (train = the first num_train)", "val": "2101_NNNNNN",
-                      "test": "2102_NNNNNN (images only)"},
+        "id_scheme": {
+            "train_aug": "2100_NNNNNN (train = the first num_train)",
+            "val": "2101_NNNNNN",
+            "test": "2102_NNNNNN (images only)",
+        },
         "classes": [
             {
                 "id": c,
@@ -462,7 +470,8 @@ def generate_synthetic(out_dir: str | Path, cfg: SyntheticConfig, progress: bool
         "distractor_colours": palette.distractor_colours.tolist(),
         "statistics": {
             name: _split_statistics([records[i] for i in ids], cfg.num_classes)
-            for name, ids in splits.items() if name != "test"
+            for name, ids in splits.items()
+            if name != "test"
         },
     }
     write_json(out / SUMMARY_FILE, summary)

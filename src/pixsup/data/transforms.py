@@ -9,7 +9,8 @@ generator the dataset seeds per (seed, epoch, index).
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -101,8 +102,9 @@ class ColorJitter:
     ``[-hue, hue]`` of the colour wheel. A strength of 0 disables that part.
     """
 
-    def __init__(self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,
-                 hue: float = 0.0) -> None:
+    def __init__(
+        self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0
+    ) -> None:
         if not 0.0 <= hue <= 0.5:
             raise ValueError(f"hue must lie in [0, 0.5], got {hue}")
         self.strengths = (brightness, contrast, saturation, hue)

@@ -81,9 +81,7 @@ def validate_split(index: VocIndex, split: str, require_mask: bool, progress: bo
     ids = read_split(index.root, split)
     split_path = index.root / SPLIT_DIR / f"{split}.txt"
     problems = [
-        f"{split_path}: id {image_id} listed {count} times"
-        for image_id, count in Counter(ids).items()
-        if count > 1
+        f"{split_path}: id {image_id} listed {count} times" for image_id, count in Counter(ids).items() if count > 1
     ]
     for image_id in tqdm(list(dict.fromkeys(ids)), desc=f"validate {split}", file=sys.stderr, disable=not progress):
         problems.extend(check_item(index, image_id, require_mask))

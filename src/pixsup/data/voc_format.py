@@ -8,9 +8,27 @@ from pathlib import Path
 # Index = class id; 0 is background. Foreground ids 1..20 follow VOC's order,
 # which is also the order of IRN's cls_labels.npy vectors (index = id - 1).
 CLASS_NAMES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 NUM_FG_CLASSES = 20
 NUM_CLASSES = 21
@@ -41,8 +59,9 @@ def voc_palette() -> list[int]:
     return palette
 
 
-def write_annotation_xml(path: str | Path, image_id: str, width: int, height: int,
-                         objects: list[tuple[int, tuple[int, int, int, int]]]) -> str:
+def write_annotation_xml(
+    path: str | Path, image_id: str, width: int, height: int, objects: list[tuple[int, tuple[int, int, int, int]]]
+) -> str:
     """Render a VOC ``Annotations/<id>.xml``; ``objects`` are (class id, (xmin, ymin, xmax, ymax)).
 
     Returns the XML text; the caller writes it (atomically).

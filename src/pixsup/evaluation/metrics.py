@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -48,8 +48,10 @@ def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CL
     pairs = pair_counts(gt, pred)
     bad_gt, bad_pred = invalid_values(pairs, num_classes)
     if bad_gt or bad_pred:
-        raise ValueError(f"values that are not class ids 0..{num_classes - 1}: ground truth {bad_gt} "
-                         f"(besides {IGNORE_INDEX}), prediction {bad_pred}")
+        raise ValueError(
+            f"values that are not class ids 0..{num_classes - 1}: ground truth {bad_gt} "
+            f"(besides {IGNORE_INDEX}), prediction {bad_pred}"
+        )
     return pairs[:num_classes, :num_classes]
 
 
@@ -119,7 +121,8 @@ class ThresholdSweep:
         self._key, by_key = _float16_order()
         row_stride = (num_classes + 1) * num_classes
         self._offset_by_key = (np.searchsorted(self.thresholds, by_key, side="left") * row_stride).astype(
-            self._index_dtype)
+            self._index_dtype
+        )
         self._offset_by_bits = self._offset_by_key[self._key]
 
     def add(self, high_res: np.ndarray, keys: np.ndarray, gt: np.ndarray) -> None:
@@ -132,8 +135,10 @@ class ThresholdSweep:
         gt = _label_map(gt, "ground truth").reshape(-1)
         if np.count_nonzero(gt >= c) != np.count_nonzero(gt == IGNORE_INDEX):
             found = np.unique(gt)
-            raise ValueError(f"ground truth holds values {found[(found >= c) & (found != IGNORE_INDEX)].tolist()}, "
-                             f"neither class ids 0..{c - 1} nor {IGNORE_INDEX}")
+            raise ValueError(
+                f"ground truth holds values {found[(found >= c) & (found != IGNORE_INDEX)].tolist()}, "
+                f"neither class ids 0..{c - 1} nor {IGNORE_INDEX}"
+            )
         index = np.minimum(gt, c).astype(self._index_dtype)
         index *= c
         if len(keys):

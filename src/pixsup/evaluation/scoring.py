@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -12,8 +12,8 @@ from ..cam.cam_files import load_cam_file
 from ..data.datasets import read_label_png
 from ..data.voc import DataError, VocIndex, read_split
 from ..data.voc_format import IGNORE_INDEX, NUM_CLASSES
-from .metrics import ThresholdSweep, invalid_values, pair_counts, scores
 from ..runtime.read_ahead import read_ahead
+from .metrics import ThresholdSweep, invalid_values, pair_counts, scores
 
 
 def _ground_truth(index: VocIndex, image_id: str) -> np.ndarray:
@@ -23,8 +23,9 @@ def _ground_truth(index: VocIndex, image_id: str) -> np.ndarray:
     return mask
 
 
-def evaluate_cams(cams_dir: str | Path, root: str | Path, split: str, thresholds: Sequence[float],
-                  progress: bool = True) -> dict:
+def evaluate_cams(
+    cams_dir: str | Path, root: str | Path, split: str, thresholds: Sequence[float], progress: bool = True
+) -> dict:
     """Threshold-sweep scores (see ``ThresholdSweep.result``) over every id of ``split``."""
     cams_dir = Path(cams_dir)
     index = VocIndex(root)
@@ -35,8 +36,9 @@ def evaluate_cams(cams_dir: str | Path, root: str | Path, split: str, thresholds
         mask = _ground_truth(index, image_id)
         return mask, load_cam_file(cams_dir / f"{image_id}.npz", image_size=mask.shape)
 
-    for image_id, (mask, cams) in tqdm(read_ahead(read, ids), total=len(ids), desc=f"eval_cams {split}",
-                                       disable=not progress):
+    for image_id, (mask, cams) in tqdm(
+        read_ahead(read, ids), total=len(ids), desc=f"eval_cams {split}", disable=not progress
+    ):
         try:
             sweep.add(cams["high_res"], cams["keys"], mask)
         except ValueError as exc:
@@ -70,14 +72,14 @@ def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, p
             raise DataError(f"{masks_dir / image_id}.png: size {pred.shape} differs from the ground truth's {gt.shape}")
         return pair_counts(gt, pred)
 
-    for image_id, counts in tqdm(read_ahead(count, ids), total=len(ids), desc=f"eval {split}",
-                                 disable=not progress):
+    for image_id, counts in tqdm(read_ahead(count, ids), total=len(ids), desc=f"eval {split}", disable=not progress):
         bad_gt, bad_pred = invalid_values(counts)
         if bad_pred:
             raise DataError(f"{masks_dir / image_id}.png: value {bad_pred[-1]} is not a class id 0..20")
         if bad_gt:
-            raise DataError(f"{index.mask_path(image_id)}: values {bad_gt} are neither class ids 0..20 "
-                            f"nor {IGNORE_INDEX}")
+            raise DataError(
+                f"{index.mask_path(image_id)}: values {bad_gt} are neither class ids 0..20 nor {IGNORE_INDEX}"
+            )
         pairs += counts
     result = scores(pairs[:NUM_CLASSES, :NUM_CLASSES])
     result.update(images=len(ids), split=split, masks=str(masks_dir))

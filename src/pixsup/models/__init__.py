@@ -23,8 +23,9 @@ NETWORKS: dict[str, type[nn.Module]] = {
 }
 
 
-def create_model(backbone: str | nn.Module, network: str = "cam", pretrained: str = "auto", **options: Any
-                 ) -> nn.Module:
+def create_model(
+    backbone: str | nn.Module, network: str = "cam", pretrained: str = "auto", **options: Any
+) -> nn.Module:
     """The ``network`` of :data:`NETWORKS` on ``backbone`` (a table name, built with ``pretrained``, or a module).
 
     ``options`` go to the network: ``num_classes``, ``proj_dim`` (cam); ``rates``,
@@ -36,5 +37,14 @@ def create_model(backbone: str | nn.Module, network: str = "cam", pretrained: st
     return NETWORKS[network](body, **options)
 
 
-__all__ = ["BACKBONES", "NETWORKS", "BoundaryNet", "CamNet", "SegNet", "available_backbones", "create_backbone",
-           "create_model", "register_backbone"]
+__all__ = [
+    "BACKBONES",
+    "NETWORKS",
+    "BoundaryNet",
+    "CamNet",
+    "SegNet",
+    "available_backbones",
+    "create_backbone",
+    "create_model",
+    "register_backbone",
+]

@@ -10,7 +10,7 @@ A backbone is an ``nn.Module`` mapping images (B, 3, H, W) to features
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

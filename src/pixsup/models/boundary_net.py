@@ -27,10 +27,11 @@ class BoundaryNet(nn.Module):
         freeze(self.backbone)
         self.branches = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, width, 1, bias=False), nn.GroupNorm(4, width), nn.ReLU(inplace=True))
-            for c in backbone.stage_channels)
+            for c in backbone.stage_channels
+        )
         self.fuse = nn.Conv2d(width * len(backbone.stage_channels), 1, 1)
 
-    def train(self, mode: bool = True) -> "BoundaryNet":
+    def train(self, mode: bool = True) -> BoundaryNet:
         super().train(mode)
         self.backbone.eval()  # frozen: BatchNorm statistics stay as trained
         return self
@@ -39,8 +40,10 @@ class BoundaryNet(nn.Module):
         size = (math.ceil(x.shape[2] / STRIDE), math.ceil(x.shape[3] / STRIDE))
         with torch.no_grad():
             stages = self.backbone.forward_stages(x)
-        levels = [F.interpolate(branch(stage.float()), size=size, mode="bilinear", align_corners=False)
-                  for branch, stage in zip(self.branches, stages)]
+        levels = [
+            F.interpolate(branch(stage.float()), size=size, mode="bilinear", align_corners=False)
+            for branch, stage in zip(self.branches, stages)
+        ]
         return torch.sigmoid(self.fuse(torch.cat(levels, dim=1)))[:, 0]
 
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -23,7 +23,9 @@ class ResNet101Backbone(TorchvisionResNet):
 
 def resnet101(pretrained: str = "auto") -> nn.Module:
     path = resolve_weights(
-        "resnet101", pretrained, cache_file=RESNET101_FILE,
+        "resnet101",
+        pretrained,
+        cache_file=RESNET101_FILE,
         how_to_get="Download torchvision's ResNet101_Weights.IMAGENET1K_V1 file "
         f"({RESNET101_FILE}) on a machine with network access.",
     )

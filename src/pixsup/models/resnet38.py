@@ -23,8 +23,9 @@ from .weights import FrozenBatchNormBackbone, freeze, load_state, resolve_weight
 class _PreActBlock(nn.Module):
     """BN-ReLU-conv3x3-BN-ReLU-conv3x3 with a 1x1 projection shortcut when the shape changes."""
 
-    def __init__(self, cin: int, mid: int, cout: int, stride: int = 1, first_dilation: int | None = None,
-                 dilation: int = 1) -> None:
+    def __init__(
+        self, cin: int, mid: int, cout: int, stride: int = 1, first_dilation: int | None = None, dilation: int = 1
+    ) -> None:
         super().__init__()
         first_dilation = dilation if first_dilation is None else first_dilation
         self.same_shape = cin == cout and stride == 1
@@ -90,8 +91,11 @@ class ResNet38Backbone(FrozenBatchNormBackbone):
         self.b6 = _PreActBottleneck(1024, 2048, dilation=4, dropout=0.3)
         self.b7 = _PreActBottleneck(2048, 4096, dilation=4, dropout=0.5)
         self.bn7 = nn.BatchNorm2d(4096)
-        self._stages = ["b2", "b2_1", "b2_2", "b3", "b3_1", "b3_2", "b4"] + [f"b4_{i}" for i in range(1, 6)] + [
-            "b5", "b5_1", "b5_2", "b6", "b7"]
+        self._stages = (
+            ["b2", "b2_1", "b2_2", "b3", "b3_1", "b3_2", "b4"]
+            + [f"b4_{i}" for i in range(1, 6)]
+            + ["b5", "b5_1", "b5_2", "b6", "b7"]
+        )
         if weights is not None:
             # Converted ImageNet files also carry the classifier (fc8) and sometimes
             # a final stage; only the trunk is needed.
@@ -118,7 +122,9 @@ class ResNet38Backbone(FrozenBatchNormBackbone):
 def resnet38(pretrained: str = "auto") -> nn.Module:
     # No torchvision download exists: `auto` requires the converted file in the torch cache.
     path = resolve_weights(
-        "resnet38", pretrained, cache_file="resnet38d_ilsvrc.pth",
+        "resnet38",
+        pretrained,
+        cache_file="resnet38d_ilsvrc.pth",
         how_to_get="Convert the MXNet ImageNet weights of ResNet-38 "
         "(ilsvrc-cls_rna-a1_cls1000_ep-0001.params) to a PyTorch state dict with the parameter "
         "names used by AffinityNet/SEAM.",

@@ -61,7 +61,9 @@ class ResNet50Backbone(TorchvisionResNet):
 
 def resnet50(pretrained: str = "auto") -> nn.Module:
     path = resolve_weights(
-        "resnet50", pretrained, cache_file=RESNET50_FILE,
+        "resnet50",
+        pretrained,
+        cache_file=RESNET50_FILE,
         how_to_get="Download torchvision's ResNet50_Weights.IMAGENET1K_V1 file "
         f"({RESNET50_FILE}) on a machine with network access.",
     )

@@ -33,7 +33,7 @@ class SupportNet(nn.Module):
             param.requires_grad_(False)
         self.net.eval()
 
-    def train(self, mode: bool = True) -> "SupportNet":
+    def train(self, mode: bool = True) -> SupportNet:
         # BatchNorm statistics stay fixed: the support signal must not depend on the batch.
         super().train(False)
         return self

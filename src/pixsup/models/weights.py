@@ -80,7 +80,7 @@ class FrozenBatchNormBackbone(nn.Module):
         for bn in self._batchnorms():
             freeze(bn)
 
-    def train(self, mode: bool = True) -> "FrozenBatchNormBackbone":
+    def train(self, mode: bool = True) -> FrozenBatchNormBackbone:
         super().train(mode)
         for bn in self._batchnorms():
             bn.eval()

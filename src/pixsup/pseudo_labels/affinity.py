@@ -9,7 +9,7 @@ offset ``(dy, dx)`` with ``0 < dy^2 + dx^2 < radius^2``. The affinity of a pair 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from ..runtime.distributed import Ranks
 IGNORE = 255
 
 
-@lru_cache(maxsize=None)
+@cache
 def neighbour_offsets(radius: int, half: bool = False) -> tuple[tuple[int, int], ...]:
     """Offsets within ``radius`` (exclusive), without (0, 0); ``half`` keeps one of each +/- pair."""
     offsets = []
@@ -33,7 +33,7 @@ def neighbour_offsets(radius: int, half: bool = False) -> tuple[tuple[int, int],
     return tuple(offsets)
 
 
-@lru_cache(maxsize=None)
+@cache
 def line_points(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
     """Grid points from (0, 0) to (dy, dx) along the straight line, both ends included."""
     steps = max(abs(dy), abs(dx))
@@ -88,8 +88,9 @@ def affinity_labels(labels: Tensor, offsets: tuple[tuple[int, int], ...]) -> dic
     return {"bg_pos": same & (own == 0), "fg_pos": same & (own != 0), "neg": known & (own != pairs)}
 
 
-def affinity_loss(affinity: Tensor, targets: dict[str, Tensor], eps: float = 1e-5,
-                  ranks: Ranks = Ranks()) -> dict[str, Tensor]:
+def affinity_loss(
+    affinity: Tensor, targets: dict[str, Tensor], eps: float = 1e-5, ranks: Ranks = Ranks()
+) -> dict[str, Tensor]:
     """IRN's affinity loss: -log(a) on positive pairs, -log(1 - a) on negative pairs, each class of pair averaged
     over the global batch (this rank's share of each mean when several processes train)."""
 

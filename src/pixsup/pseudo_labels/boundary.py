@@ -29,8 +29,9 @@ FORMAT = "pixsup.irn/1"
 LOSS_COLUMNS = ("loss", "bg_pos", "fg_pos", "neg")
 
 
-def build_boundary_net(cfg: IrnConfig, cam_checkpoint: str | os.PathLike | None = None,
-                       pretrained: str | None = None) -> BoundaryNet:
+def build_boundary_net(
+    cfg: IrnConfig, cam_checkpoint: str | os.PathLike | None = None, pretrained: str | None = None
+) -> BoundaryNet:
     """The network of ``cfg``; ``pretrained: cam`` takes the backbone of the CAM network checkpoint."""
     pretrained = cfg.pretrained if pretrained is None else pretrained
     if pretrained == "cam":
@@ -38,10 +39,18 @@ def build_boundary_net(cfg: IrnConfig, cam_checkpoint: str | os.PathLike | None 
     return create_model(cfg.backbone, "boundary", pretrained=pretrained)
 
 
-def train_irn(cfg: IrnConfig, root: str | os.PathLike, split: str, label_dir: str | os.PathLike,
-              out: str | os.PathLike, cam_checkpoint: str | os.PathLike | None = None,
-              losses_csv: str | os.PathLike | None = None, device: str = "auto",
-              stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
+def train_irn(
+    cfg: IrnConfig,
+    root: str | os.PathLike,
+    split: str,
+    label_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    cam_checkpoint: str | os.PathLike | None = None,
+    losses_csv: str | os.PathLike | None = None,
+    device: str = "auto",
+    stop_after_epoch: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train the boundary branch on the confident labels ``label_dir/<id>.png`` of ``split``; write ``out``
     (``pixsup.irn/1``) and the loss log (default ``<out>.losses.csv``). Returns the summary of
     :func:`pixsup.engine.fit`."""
@@ -57,12 +66,22 @@ def train_irn(cfg: IrnConfig, root: str | os.PathLike, split: str, label_dir: st
             return affinity_loss(pair_affinities(trained(batch["image"]).float(), offsets), targets, ranks=ranks)
 
         task = TrainingTask(
-            name="irn", model=model, dataset=dataset, batch_size=min(cfg.batch_size, len(dataset)),
+            name="irn",
+            model=model,
+            dataset=dataset,
+            batch_size=min(cfg.batch_size, len(dataset)),
             batch_key="pseudo_labels.irn.batch_size (or the split's size, when smaller)",
-            param_groups=[{"params": model.trainable_parameters(), "lr": cfg.lr}], loss_columns=LOSS_COLUMNS,
-            losses=losses, save=lambda path: save_trained(path, FORMAT, model, params=params_dump))
-        identity = {"params": params_dump, "split": split, "labels": str(label_dir),
-                    "cam_checkpoint": str(cam_checkpoint) if cam_checkpoint else None}
+            param_groups=[{"params": model.trainable_parameters(), "lr": cfg.lr}],
+            loss_columns=LOSS_COLUMNS,
+            losses=losses,
+            save=lambda path: save_trained(path, FORMAT, model, params=params_dump),
+        )
+        identity = {
+            "params": params_dump,
+            "split": split,
+            "labels": str(label_dir),
+            "cam_checkpoint": str(cam_checkpoint) if cam_checkpoint else None,
+        }
         return fit(task, cfg, out, identity, ranks, losses_csv, stop_after_epoch, progress)
 
 

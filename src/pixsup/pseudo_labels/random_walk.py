@@ -55,7 +55,7 @@ def random_walk(x: Tensor, boundary: Tensor, radius: int = 5, beta: float = 10.0
     window = window.reshape(side * side, height * width)
     transition = window / window.sum(0, keepdim=True)  # column sums of the symmetric A
     y = x.reshape(channels, 1, height, width)
-    for _ in range(2 ** exp_times):
+    for _ in range(2**exp_times):
         neighbours = F.unfold(y, kernel_size=side, padding=radius - 1)  # (K, side*side, H*W)
         y = (neighbours * transition).sum(1).reshape(channels, 1, height, width)
     return y.reshape(channels, height, width)
@@ -69,16 +69,15 @@ def dense_transition(boundary: Tensor, radius: int = 5, beta: float = 10.0) -> T
     affinity = torch.eye(size, dtype=boundary.dtype)
     index = torch.arange(size).view(height, width)
     for i, (dy, dx) in enumerate(offsets):
-        rows = index[max(-dy, 0): height - max(dy, 0), max(-dx, 0): width - max(dx, 0)].reshape(-1)
-        cols = index[max(dy, 0): height + min(dy, 0), max(dx, 0): width + min(dx, 0)].reshape(-1)
-        values = weights[i][max(-dy, 0): height - max(dy, 0), max(-dx, 0): width - max(dx, 0)].reshape(-1)
+        rows = index[max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)].reshape(-1)
+        cols = index[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)].reshape(-1)
+        values = weights[i][max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)].reshape(-1)
         affinity[rows, cols] = values
         affinity[cols, rows] = values
     return affinity / affinity.sum(0, keepdim=True)
 
 
-def dense_random_walk(x: Tensor, boundary: Tensor, radius: int = 5, beta: float = 10.0,
-                      exp_times: int = 8) -> Tensor:
+def dense_random_walk(x: Tensor, boundary: Tensor, radius: int = 5, beta: float = 10.0, exp_times: int = 8) -> Tensor:
     """IRN's formulation: square the dense transition ``exp_times`` times, then one product."""
     transition = dense_transition(boundary, radius, beta)
     for _ in range(exp_times):

@@ -32,21 +32,22 @@ def threshold_labels(scores: np.ndarray, keys: np.ndarray, bg_score: float) -> n
     """Strongest class per pixel, or background where no class beats ``bg_score``."""
     if len(keys) == 0:
         return np.zeros(scores.shape[1:], np.uint8)
-    index = np.concatenate([np.full((1,) + scores.shape[1:], bg_score, np.float32),
-                            scores.astype(np.float32)]).argmax(0)
+    index = np.concatenate([np.full((1,) + scores.shape[1:], bg_score, np.float32), scores.astype(np.float32)]).argmax(
+        0
+    )
     return _label_ids(keys)[index]
 
 
-def _crf_labels(image: np.ndarray, scores: np.ndarray, keys: np.ndarray, bg_score: float,
-                crf: "CrfConfig") -> np.ndarray:
+def _crf_labels(image: np.ndarray, scores: np.ndarray, keys: np.ndarray, bg_score: float, crf: CrfConfig) -> np.ndarray:
     if len(keys) == 0:
         return np.zeros(image.shape[:2], np.uint8)
-    index = np.concatenate([np.full((1,) + scores.shape[1:], bg_score, np.float32),
-                            scores.astype(np.float32)]).argmax(0)
+    index = np.concatenate([np.full((1,) + scores.shape[1:], bg_score, np.float32), scores.astype(np.float32)]).argmax(
+        0
+    )
     return _label_ids(keys)[crf_from_labels(image, index, len(keys) + 1, crf)]
 
 
-def confident_labels(image: np.ndarray, cams: dict[str, np.ndarray], cfg: "PseudoLabelsConfig") -> np.ndarray:
+def confident_labels(image: np.ndarray, cams: dict[str, np.ndarray], cfg: PseudoLabelsConfig) -> np.ndarray:
     """Confident foreground (CAM above ``conf_fg_threshold``, CRF-refined), confident background
     (every CAM below ``conf_bg_threshold``, CRF-refined) and 255 in between."""
     high_res = cams["high_res"]
@@ -58,18 +59,19 @@ def confident_labels(image: np.ndarray, cams: dict[str, np.ndarray], cfg: "Pseud
     return labels
 
 
-def cam_mask(image: np.ndarray, cams: dict[str, np.ndarray], cfg: "PseudoLabelsConfig") -> np.ndarray:
+def cam_mask(image: np.ndarray, cams: dict[str, np.ndarray], cfg: PseudoLabelsConfig) -> np.ndarray:
     """``cam``: the thresholded CAMs, nothing else."""
     return threshold_labels(cams["high_res"], cams["keys"], cfg.bg_threshold)
 
 
-def crf_mask(image: np.ndarray, cams: dict[str, np.ndarray], cfg: "PseudoLabelsConfig") -> np.ndarray:
+def crf_mask(image: np.ndarray, cams: dict[str, np.ndarray], cfg: PseudoLabelsConfig) -> np.ndarray:
     """``crf``: the thresholded CAMs refined by the dense CRF."""
     return _crf_labels(image, cams["high_res"], cams["keys"], cfg.bg_threshold, cfg.crf)
 
 
-def irn_mask(image: np.ndarray, cams: dict[str, np.ndarray], boundary: torch.Tensor,
-             cfg: "PseudoLabelsConfig") -> np.ndarray:
+def irn_mask(
+    image: np.ndarray, cams: dict[str, np.ndarray], boundary: torch.Tensor, cfg: PseudoLabelsConfig
+) -> np.ndarray:
     """``irn``: stride-4 CAMs, damped on boundaries, propagated by the random walk, upsampled,
     divided by their maximum and thresholded at ``bg_threshold``."""
     height, width = image.shape[:2]
@@ -78,8 +80,10 @@ def irn_mask(image: np.ndarray, cams: dict[str, np.ndarray], boundary: torch.Ten
         return np.zeros((height, width), np.uint8)
     low = torch.from_numpy(cams["cam"].astype(np.float32))
     if low.shape[1:] != boundary.shape:
-        raise ValueError(f"CAM grid {tuple(low.shape[1:])} differs from the boundary grid {tuple(boundary.shape)}: "
-                         "the irn method needs cam_infer.cam_stride 4")
+        raise ValueError(
+            f"CAM grid {tuple(low.shape[1:])} differs from the boundary grid {tuple(boundary.shape)}: "
+            "the irn method needs cam_infer.cam_stride 4"
+        )
     walked = random_walk(low * (1.0 - boundary), boundary, cfg.irn.radius, cfg.irn.beta, cfg.irn.exp_times)
     up = F.interpolate(walked[None], scale_factor=4, mode="bilinear", align_corners=False)[0, :, :height, :width]
     up = up / up.max().clamp(min=1e-5)

@@ -47,8 +47,9 @@ def cam_heat(cam_file: str | os.PathLike) -> np.ndarray:
     return high_res.max(axis=0) if len(high_res) else np.zeros(high_res.shape[1:], np.float32)
 
 
-def cam_gallery(root: str | os.PathLike, ids: list[str], cam_dirs: dict[str, str | os.PathLike],
-                stem: str | os.PathLike) -> list[Path]:
+def cam_gallery(
+    root: str | os.PathLike, ids: list[str], cam_dirs: dict[str, str | os.PathLike], stem: str | os.PathLike
+) -> list[Path]:
     """One row per id: image | ground truth | one CAM overlay per entry of ``cam_dirs`` (title -> folder)."""
     index = VocIndex(root)
     columns = 2 + len(cam_dirs)
@@ -56,8 +57,10 @@ def cam_gallery(root: str | os.PathLike, ids: list[str], cam_dirs: dict[str, str
     for row, image_id in enumerate(ids):
         image = index.load_image(image_id)
         mask = index.load_mask(image_id)
-        panels: list[tuple[str, np.ndarray, dict[str, Any]]] = [("image", image, {}),
-                                                              ("ground truth", colour_mask(mask), {})]
+        panels: list[tuple[str, np.ndarray, dict[str, Any]]] = [
+            ("image", image, {}),
+            ("ground truth", colour_mask(mask), {}),
+        ]
         for title, folder in cam_dirs.items():
             panels.append((title, cam_heat(Path(folder) / f"{image_id}.npz"), {"cmap": "jet", "vmin": 0, "vmax": 1}))
         for col, (title, picture, style) in enumerate(panels):

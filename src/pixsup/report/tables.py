@@ -47,18 +47,32 @@ def load_peers(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
 def ablation_table(seed_metrics: dict[str, dict[str, Any]], backbone: str, dataset: str) -> pd.DataFrame:
     """Rows of :data:`ABLATION_ROWS` whose metrics exist; ``seed_metrics`` maps variant -> eval_cams JSON."""
     rows = [
-        {"variant": label, "rcm": rcm, "mam": mam,
-         "seed_miou": seed_metrics[name]["miou"], "best_threshold": seed_metrics[name]["best_threshold"]}
-        for name, label, rcm, mam in ABLATION_ROWS if name in seed_metrics
+        {
+            "variant": label,
+            "rcm": rcm,
+            "mam": mam,
+            "seed_miou": seed_metrics[name]["miou"],
+            "best_threshold": seed_metrics[name]["best_threshold"],
+        }
+        for name, label, rcm, mam in ABLATION_ROWS
+        if name in seed_metrics
     ]
     table = pd.DataFrame(rows, columns=ABLATION_COLUMNS)
-    table.attrs["caption"] = f"Ablation on {dataset} train: seed mIoU (%) at the best background threshold ({backbone})."
+    table.attrs["caption"] = (
+        f"Ablation on {dataset} train: seed mIoU (%) at the best background threshold ({backbone})."
+    )
     return table
 
 
-def seeds_masks_table(seed_metrics: dict[str, dict[str, Any]], mask_metrics: dict[str, dict[str, Any]],
-                      sources: dict[str, str], backbone: str, peers: list[dict[str, Any]],
-                      dataset: str, mask_method: str = "irn") -> pd.DataFrame:
+def seeds_masks_table(
+    seed_metrics: dict[str, dict[str, Any]],
+    mask_metrics: dict[str, dict[str, Any]],
+    sources: dict[str, str],
+    backbone: str,
+    peers: list[dict[str, Any]],
+    dataset: str,
+    mask_method: str = "irn",
+) -> pd.DataFrame:
     """Our variants (seed, and mask where pseudo masks were evaluated) above the published peers.
 
     ``mask_metrics`` maps ``"<variant>:<method>"`` to eval_masks JSON. A variant's own row shows
@@ -69,44 +83,86 @@ def seeds_masks_table(seed_metrics: dict[str, dict[str, Any]], mask_metrics: dic
         if name not in seed_metrics:
             continue
         main = mask_metrics.get(f"{name}:{mask_method}")
-        rows.append({"method": f"ours: {label}" + (f" + {mask_method} masks" if main else ""),
-                     "backbone": backbone, "seed_miou": seed_metrics[name]["miou"],
-                     "mask_miou": main["miou"] if main else None,
-                     "source": sources[name] + (f"; {sources[f'{name}:{mask_method}']}" if main else "")})
+        rows.append(
+            {
+                "method": f"ours: {label}" + (f" + {mask_method} masks" if main else ""),
+                "backbone": backbone,
+                "seed_miou": seed_metrics[name]["miou"],
+                "mask_miou": main["miou"] if main else None,
+                "source": sources[name] + (f"; {sources[f'{name}:{mask_method}']}" if main else ""),
+            }
+        )
         for key, metrics in mask_metrics.items():
             variant, method = key.split(":")
             if variant == name and method != mask_method:
-                rows.append({"method": f"ours: {label} + {method} masks", "backbone": backbone,
-                             "seed_miou": seed_metrics[name]["miou"], "mask_miou": metrics["miou"],
-                             "source": sources[key]})
+                rows.append(
+                    {
+                        "method": f"ours: {label} + {method} masks",
+                        "backbone": backbone,
+                        "seed_miou": seed_metrics[name]["miou"],
+                        "mask_miou": metrics["miou"],
+                        "source": sources[key],
+                    }
+                )
     for peer in peers:
         if "seed" in peer or "mask" in peer:
-            rows.append({"method": peer["method"], "backbone": peer.get("backbone"), "seed_miou": peer.get("seed"),
-                         "mask_miou": peer.get("mask"), "source": peer["source"]})
+            rows.append(
+                {
+                    "method": peer["method"],
+                    "backbone": peer.get("backbone"),
+                    "seed_miou": peer.get("seed"),
+                    "mask_miou": peer.get("mask"),
+                    "source": peer["source"],
+                }
+            )
     table = pd.DataFrame(rows, columns=SEEDS_MASKS_COLUMNS)
-    table.attrs["caption"] = (f"CAM seed and pseudo-mask mIoU (%) on train; ours on {dataset}, "
-                              "peers as published on PASCAL VOC 2012.")
+    table.attrs["caption"] = (
+        f"CAM seed and pseudo-mask mIoU (%) on train; ours on {dataset}, peers as published on PASCAL VOC 2012."
+    )
     return table
 
 
 SEG_MODE_LABELS = {"ss": "single scale", "ms": "multi-scale + flip"}
 
 
-def segmentation_table(seg_metrics: dict[str, dict[str, Any]], sources: dict[str, str], backbone: str,
-                       peers: list[dict[str, Any]], dataset: str, trained_on: str = "") -> pd.DataFrame:
+def segmentation_table(
+    seg_metrics: dict[str, dict[str, Any]],
+    sources: dict[str, str],
+    backbone: str,
+    peers: list[dict[str, Any]],
+    dataset: str,
+    trained_on: str = "",
+) -> pd.DataFrame:
     """Our val mIoU per inference mode (``seg_metrics`` maps ss/ms -> eval JSON) above the peers.
 
     Test mIoU of ours stays empty: it comes only from the evaluation server.
     """
-    rows = [{"method": f"ours: {trained_on}, {SEG_MODE_LABELS.get(mode, mode)}".replace(": , ", ": "),
-             "backbone": backbone, "val_miou": metrics["miou"], "test_miou": None, "source": sources[mode]}
-            for mode, metrics in seg_metrics.items()]
-    rows += [{"method": peer["method"], "backbone": peer.get("backbone"), "val_miou": peer.get("val"),
-              "test_miou": peer.get("test"), "source": peer["source"]}
-             for peer in peers if "val" in peer or "test" in peer]
+    rows = [
+        {
+            "method": f"ours: {trained_on}, {SEG_MODE_LABELS.get(mode, mode)}".replace(": , ", ": "),
+            "backbone": backbone,
+            "val_miou": metrics["miou"],
+            "test_miou": None,
+            "source": sources[mode],
+        }
+        for mode, metrics in seg_metrics.items()
+    ]
+    rows += [
+        {
+            "method": peer["method"],
+            "backbone": peer.get("backbone"),
+            "val_miou": peer.get("val"),
+            "test_miou": peer.get("test"),
+            "source": peer["source"],
+        }
+        for peer in peers
+        if "val" in peer or "test" in peer
+    ]
     table = pd.DataFrame(rows, columns=SEGMENTATION_COLUMNS)
-    table.attrs["caption"] = (f"Segmentation mIoU (%) on val and test; ours on {dataset} (test: submit "
-                              "the tar to the evaluation server), peers as published on PASCAL VOC 2012.")
+    table.attrs["caption"] = (
+        f"Segmentation mIoU (%) on val and test; ours on {dataset} (test: submit "
+        "the tar to the evaluation server), peers as published on PASCAL VOC 2012."
+    )
     return table
 
 
@@ -121,15 +177,30 @@ def _cell(value: Any) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    lines = [f"{table.attrs.get('caption', '')}", "",
-             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
-              for row in table.itertuples(index=False)]
+    lines = [
+        f"{table.attrs.get('caption', '')}",
+        "",
+        "| " + " | ".join(table.columns) + " |",
+        "|" + "---|" * len(table.columns),
+    ]
+    lines += [
+        "| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)
+    ]
     return "\n".join(lines) + "\n"
 
 
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _tex(text: str) -> str:
@@ -138,10 +209,16 @@ def _tex(text: str) -> str:
 
 
 def to_latex(table: pd.DataFrame) -> str:
-    align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) and table[c].dtype != bool else "l"
-                    for c in table.columns)
-    lines = [f"% {table.attrs.get('caption', '')}", f"\\begin{{tabular}}{{{align}}}", "\\toprule",
-             " & ".join(_tex(c) for c in table.columns) + r" \\", "\\midrule"]
+    align = "".join(
+        "r" if pd.api.types.is_numeric_dtype(table[c]) and table[c].dtype != bool else "l" for c in table.columns
+    )
+    lines = [
+        f"% {table.attrs.get('caption', '')}",
+        f"\\begin{{tabular}}{{{align}}}",
+        "\\toprule",
+        " & ".join(_tex(c) for c in table.columns) + r" \\",
+        "\\midrule",
+    ]
     lines += [" & ".join(_tex(_cell(v)) for v in row) + r" \\" for row in table.itertuples(index=False)]
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"

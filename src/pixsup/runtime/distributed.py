@@ -27,8 +27,9 @@ import functools
 import itertools
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -90,8 +91,10 @@ def _slurm_master_addr(env: Mapping[str, str]) -> str:
         return first_host(nodelist)
     if "SLURM_LAUNCH_NODE_IPADDR" in env:
         return env["SLURM_LAUNCH_NODE_IPADDR"]
-    raise ValueError(f"srun step on {nodes} nodes without a node list or SLURM_LAUNCH_NODE_IPADDR: "
-                     "cannot tell where rank 0 listens; set MASTER_ADDR")
+    raise ValueError(
+        f"srun step on {nodes} nodes without a node list or SLURM_LAUNCH_NODE_IPADDR: "
+        "cannot tell where rank 0 listens; set MASTER_ADDR"
+    )
 
 
 def launch_env(env: Mapping[str, str] | None = None) -> LaunchEnv | None:
@@ -100,10 +103,17 @@ def launch_env(env: Mapping[str, str] | None = None) -> LaunchEnv | None:
     if "RANK" in env:
         missing = [name for name in TORCHRUN_VARIABLES if name not in env]
         if missing:
-            raise ValueError(f"RANK is set but {', '.join(missing)} are not: start the processes with "
-                             "torchrun or python -m pixsup.runtime.launch")
-        return LaunchEnv(_int(env, "RANK"), _int(env, "WORLD_SIZE"), _int(env, "LOCAL_RANK"),
-                         env["MASTER_ADDR"], _int(env, "MASTER_PORT"))
+            raise ValueError(
+                f"RANK is set but {', '.join(missing)} are not: start the processes with "
+                "torchrun or python -m pixsup.runtime.launch"
+            )
+        return LaunchEnv(
+            _int(env, "RANK"),
+            _int(env, "WORLD_SIZE"),
+            _int(env, "LOCAL_RANK"),
+            env["MASTER_ADDR"],
+            _int(env, "MASTER_PORT"),
+        )
     if "SLURM_STEP_ID" in env and "SLURM_PROCID" in env:
         world_key = "SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env else "SLURM_NTASKS"
         local = _int(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0
@@ -133,14 +143,14 @@ class RankSliceSampler(Sampler[list[int]]):
     would train on, in the same order.
     """
 
-    def __init__(self, batches: BatchSampler, ranks: "Ranks") -> None:
+    def __init__(self, batches: BatchSampler, ranks: Ranks) -> None:
         self.batches = batches
         self.per_rank = ranks.per_rank_batch(batches.batch_size, "batch_size")
         self.start = ranks.rank * self.per_rank
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.batches:
-            yield batch[self.start: self.start + self.per_rank]
+            yield batch[self.start : self.start + self.per_rank]
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -197,8 +207,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def convert(cls, module: nn.Module) -> nn.Module:
         """``module`` with every BatchNorm2d replaced by one of these sharing its parameters and buffers."""
         if type(module) is nn.BatchNorm2d:
-            synced = cls(module.num_features, module.eps, module.momentum, module.affine,
-                         module.track_running_stats)
+            synced = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
             if module.affine:
                 synced.weight, synced.bias = module.weight, module.bias
             if module.track_running_stats:
@@ -228,7 +237,8 @@ class Ranks:
         if global_batch % self.world_size:
             raise ConfigError(
                 f"{key} {global_batch} is the global batch and must divide among {self.world_size} processes "
-                f"(each takes {key} / processes): use a multiple of {self.world_size}")
+                f"(each takes {key} / processes): use a multiple of {self.world_size}"
+            )
         return global_batch // self.world_size
 
     def sum(self, tensor: Tensor) -> Tensor:
@@ -272,8 +282,10 @@ class Ranks:
         else:
             model = GlobalBatchNorm2d.convert(model)
         return nn.parallel.DistributedDataParallel(
-            model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            find_unused_parameters=unused_parameters)
+            model,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=unused_parameters,
+        )
 
     def check_identical(self, module: nn.Module, what: str) -> None:
         """Raise when ``module``'s weights differ between ranks (a cheap per-tensor checksum)."""
@@ -292,8 +304,9 @@ class Ranks:
 @functools.cache
 def _launcher_store(launched: LaunchEnv) -> dist.Store:
     # torch's rendezvous joins the store torchrun's agent serves on MASTER_PORT, or has rank 0 serve one.
-    store, _, _ = next(dist.rendezvous(f"tcp://{launched.master_addr}:{launched.master_port}",
-                                       launched.rank, launched.world_size))
+    store, _, _ = next(
+        dist.rendezvous(f"tcp://{launched.master_addr}:{launched.master_port}", launched.rank, launched.world_size)
+    )
     return store
 
 
@@ -311,14 +324,17 @@ def _rank_device(device: torch.device, local_rank: int, world_size: int) -> torc
     if device.type != "cuda":
         return device
     if device.index is not None:
-        raise ValueError(f"device {device} names one GPU for all {world_size} processes: use cuda or auto "
-                         "(each process takes cuda:LOCAL_RANK)")
+        raise ValueError(
+            f"device {device} names one GPU for all {world_size} processes: use cuda or auto "
+            "(each process takes cuda:LOCAL_RANK)"
+        )
     count = torch.cuda.device_count()
     # srun may bind one GPU to each task: then the task's only visible device is its own.
     index = 0 if count == 1 else local_rank
     if index >= count:
-        raise ValueError(f"process of local rank {local_rank} finds only {count} GPUs: launch at most "
-                         f"{count} processes per node")
+        raise ValueError(
+            f"process of local rank {local_rank} finds only {count} GPUs: launch at most {count} processes per node"
+        )
     return torch.device("cuda", index)
 
 
@@ -333,8 +349,12 @@ def process_group(device: torch.device) -> Iterator[Ranks]:
     rank_device = _rank_device(device, launched.local_rank, launched.world_size)
     if rank_device.type == "cuda":
         torch.cuda.set_device(rank_device)
-    dist.init_process_group("nccl" if rank_device.type == "cuda" else "gloo", store=_fresh_store(launched),
-                            rank=launched.rank, world_size=launched.world_size)
+    dist.init_process_group(
+        "nccl" if rank_device.type == "cuda" else "gloo",
+        store=_fresh_store(launched),
+        rank=launched.rank,
+        world_size=launched.world_size,
+    )
     try:
         yield Ranks(launched.rank, launched.world_size, rank_device)
     finally:

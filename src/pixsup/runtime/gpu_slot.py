@@ -46,8 +46,9 @@ def visible_devices(env: dict[str, str] | None = None) -> list[str] | None:
         return None if devices in ([], ["none"]) else devices
     if shutil.which("nvidia-smi") is None:
         return None
-    query = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                           capture_output=True, text=True, check=False)
+    query = subprocess.run(
+        ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, check=False
+    )
     devices = query.stdout.split() if query.returncode == 0 else []
     return devices or None
 
@@ -58,8 +59,9 @@ def lock_dir(env: dict[str, str] | None = None) -> Path:
     return Path(env.get("PIXSUP_GPU_LOCK_DIR", default))
 
 
-def acquire(devices: list[str], directory: Path, count: int = 1,
-            poll_seconds: float = 0.5) -> tuple[list[str], list[int]]:
+def acquire(
+    devices: list[str], directory: Path, count: int = 1, poll_seconds: float = 0.5
+) -> tuple[list[str], list[int]]:
     """Block until ``count`` devices' locks are free; return the devices and their open, locked descriptors."""
     directory.mkdir(parents=True, exist_ok=True)
     while True:
@@ -92,15 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     devices = visible_devices()
     if devices is not None:
         if count > len(devices):
-            print(f"pixsup.runtime.gpu_slot: {count} GPUs asked for, {len(devices)} exist ({','.join(devices)})",
-                  file=sys.stderr)
+            print(
+                f"pixsup.runtime.gpu_slot: {count} GPUs asked for, {len(devices)} exist ({','.join(devices)})",
+                file=sys.stderr,
+            )
             return 2
         chosen, fds = acquire(devices, lock_dir(), count)
         for fd in fds:
             os.set_inheritable(fd, True)
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
-        print(f"pixsup.runtime.gpu_slot: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} for {argv[0]}",
-              file=sys.stderr, flush=True)
+        print(
+            f"pixsup.runtime.gpu_slot: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} for {argv[0]}",
+            file=sys.stderr,
+            flush=True,
+        )
     os.execvp(argv[0], argv)
 
 

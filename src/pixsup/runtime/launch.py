@@ -15,8 +15,8 @@ How the command runs:
                               (python -m torch.distributed.run of this interpreter); each rank
                               takes cuda:LOCAL_RANK of the visible devices.
 
-The training steps (train_cam, train_seg) read the launcher's environment
-(pixsup.distributed): their batch_size stays the global batch, each process takes
+The training steps (train_cam, train_irn, train_seg) read the launcher's environment
+(pixsup.runtime.distributed): their batch_size stays the global batch, each process takes
 batch_size / N, and only rank 0 writes outputs and logs. When OMP_NUM_THREADS is
 set, each process gets OMP_NUM_THREADS // N threads (at least 1).
 
@@ -26,7 +26,8 @@ Examples:
       --out results/voc12/full/model.pt
   python -m pixsup.runtime.launch --nproc 2 --dry-run -- python -m pixsup.steps.train_seg ...   # print, do not run
   # a Snakemake job on one machine (resources: gpu=N) first locks N free GPUs:
-  python -m pixsup.runtime.gpu_slot --gpus N -- python -m pixsup.runtime.launch --nproc N -- python -m pixsup.steps.train_cam ...
+  python -m pixsup.runtime.gpu_slot --gpus N -- \\
+      python -m pixsup.runtime.launch --nproc N -- python -m pixsup.steps.train_cam ...
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import argparse
 import os
 import shlex
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def _per_process_threads(env: Mapping[str, str], nproc: int) -> dict[str, str]:
@@ -60,19 +61,29 @@ def launch_command(nproc: int, command: list[str], env: Mapping[str, str]) -> tu
         if env.get("SLURM_STEP_ID"):
             argv.append("--overlap")
         return argv + list(command), _per_process_threads(env, nproc)
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-            "--no-python", "--"]
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "--no-python",
+        "--",
+    ]
     return argv + list(command), _per_process_threads(env, nproc)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    own, command = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-    parser = argparse.ArgumentParser(prog="python -m pixsup.runtime.launch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     usage="%(prog)s [--nproc N] [--dry-run] -- COMMAND [ARG ...]")
-    parser.add_argument("--nproc", type=int, default=1, metavar="N",
-                        help="processes (GPUs) to train with (default: 1)")
+    own, command = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    parser = argparse.ArgumentParser(
+        prog="python -m pixsup.runtime.launch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [--nproc N] [--dry-run] -- COMMAND [ARG ...]",
+    )
+    parser.add_argument("--nproc", type=int, default=1, metavar="N", help="processes (GPUs) to train with (default: 1)")
     parser.add_argument("--dry-run", action="store_true", help="print the command that would run, run nothing")
     args = parser.parse_args(own)
     try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -26,7 +27,8 @@ def map_ids(work: Callable[[str], Any], ids: list[str], workers: int, desc: str,
     _work = work
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            yield from tqdm(pool.imap(_call_work, ids, chunksize=4), total=len(ids), desc=desc, unit="img",
-                            disable=not progress)
+            yield from tqdm(
+                pool.imap(_call_work, ids, chunksize=4), total=len(ids), desc=desc, unit="img", disable=not progress
+            )
     finally:
         _work = None

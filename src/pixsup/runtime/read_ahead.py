@@ -9,15 +9,17 @@ about as long as reading its files (docs/performance.md has the figures).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def read_ahead(read: Callable[[Item], Result], items: Iterable[Item], depth: int = 8,
-               threads: int = 2) -> Iterator[tuple[Item, Result]]:
+def read_ahead(
+    read: Callable[[Item], Result], items: Iterable[Item], depth: int = 8, threads: int = 2
+) -> Iterator[tuple[Item, Result]]:
     """``(item, read(item))`` in the order of ``items``, with up to ``depth`` reads running ahead.
 
     An exception raised by ``read`` surfaces when its item's turn comes, so

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,8 +26,9 @@ SUBMISSION_DIR = "results/VOC2012/Segmentation/comp6_test_cls"
 
 
 @torch.no_grad()
-def predict_probs(model: SegNet, image: np.ndarray, scales: Sequence[float], flip: bool,
-                  device: torch.device) -> np.ndarray:
+def predict_probs(
+    model: SegNet, image: np.ndarray, scales: Sequence[float], flip: bool, device: torch.device
+) -> np.ndarray:
     """Class probabilities (21, H, W) of one uint8 image: softmax averaged over scales (and mirrors)."""
     x = normalize_image(image).unsqueeze(0).to(device)
     height, width = image.shape[:2]
@@ -48,9 +49,18 @@ def predict_probs(model: SegNet, image: np.ndarray, scales: Sequence[float], fli
     return (total / count)[0].cpu().numpy()
 
 
-def predict_folder(network: SegNet, root: str | os.PathLike, ids: list[str], out: str | os.PathLike,
-                   scales: Sequence[float], flip: bool, crf: CrfConfig | None, device: torch.device,
-                   manifest: dict[str, object], progress: bool = True) -> None:
+def predict_folder(
+    network: SegNet,
+    root: str | os.PathLike,
+    ids: list[str],
+    out: str | os.PathLike,
+    scales: Sequence[float],
+    flip: bool,
+    crf: CrfConfig | None,
+    device: torch.device,
+    manifest: dict[str, object],
+    progress: bool = True,
+) -> None:
     """``<out>/<id>.png`` (VOC palette, the image's size) for every id, the dense CRF applied when ``crf`` is
     given, then ``index.json`` with the ids, the prediction settings and ``manifest``."""
     index = VocIndex(root)

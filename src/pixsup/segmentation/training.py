@@ -25,8 +25,9 @@ FORMAT = "pixsup.segnet/1"
 LOSS_COLUMNS = ("loss",)
 
 
-def build_segnet(cfg: SegTrainConfig, pretrained: str | None = None,
-                 cam_checkpoint: str | os.PathLike | None = None) -> SegNet:
+def build_segnet(
+    cfg: SegTrainConfig, pretrained: str | None = None, cam_checkpoint: str | os.PathLike | None = None
+) -> SegNet:
     """The network of ``cfg``; ``pretrained: cam`` starts from the backbone of the CAM network checkpoint."""
     pretrained = cfg.pretrained if pretrained is None else pretrained
     rates = tuple(cfg.aspp_rates)
@@ -35,10 +36,18 @@ def build_segnet(cfg: SegTrainConfig, pretrained: str | None = None,
     return create_model(cfg.backbone, "segmentation", pretrained=pretrained, rates=rates)
 
 
-def train_seg(cfg: SegTrainConfig, root: str | os.PathLike, split: str, masks_dir: str | os.PathLike,
-              out: str | os.PathLike, losses_csv: str | os.PathLike | None = None, device: str = "auto",
-              cam_checkpoint: str | os.PathLike | None = None, stop_after_epoch: int | None = None,
-              progress: bool = True) -> dict[str, Any]:
+def train_seg(
+    cfg: SegTrainConfig,
+    root: str | os.PathLike,
+    split: str,
+    masks_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    losses_csv: str | os.PathLike | None = None,
+    device: str = "auto",
+    cam_checkpoint: str | os.PathLike | None = None,
+    stop_after_epoch: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train on ``masks_dir/<id>.png`` for the ids of ``split``; write ``out`` (``pixsup.segnet/1``) and the
     loss log (default ``<out>.losses.csv``). Returns the summary of :func:`pixsup.engine.fit`."""
     with training_ranks(cfg.seed, device, deterministic=False) as ranks:
@@ -50,20 +59,32 @@ def train_seg(cfg: SegTrainConfig, root: str | os.PathLike, split: str, masks_di
         def losses(trained: nn.Module, batch: dict[str, Tensor], epoch: int) -> dict[str, Tensor]:
             targets = batch["target"]
             # Mean over the labelled pixels of the global batch.
-            pixel_losses = F.cross_entropy(trained(batch["image"]).float(), targets, ignore_index=IGNORE_INDEX,
-                                           reduction="sum")
+            pixel_losses = F.cross_entropy(
+                trained(batch["image"]).float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+            )
             return {"loss": ranks.share_of_mean(pixel_losses, ranks.sum((targets != IGNORE_INDEX).sum()))}
 
         backbone_params, head_params = model.param_groups()
         task = TrainingTask(
-            name="seg", model=model, dataset=dataset, batch_size=min(cfg.batch_size, len(dataset)),
+            name="seg",
+            model=model,
+            dataset=dataset,
+            batch_size=min(cfg.batch_size, len(dataset)),
             batch_key="seg_train.batch_size (or the split's size, when smaller)",
-            param_groups=[{"params": backbone_params, "lr": cfg.lr},
-                          {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}],
-            loss_columns=LOSS_COLUMNS, losses=losses,
-            save=lambda path: save_trained(path, FORMAT, model, params=params_dump))
-        identity = {"params": params_dump, "split": split, "masks": str(masks_dir),
-                    "cam_checkpoint": str(cam_checkpoint) if cam_checkpoint else None}
+            param_groups=[
+                {"params": backbone_params, "lr": cfg.lr},
+                {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult},
+            ],
+            loss_columns=LOSS_COLUMNS,
+            losses=losses,
+            save=lambda path: save_trained(path, FORMAT, model, params=params_dump),
+        )
+        identity = {
+            "params": params_dump,
+            "split": split,
+            "masks": str(masks_dir),
+            "cam_checkpoint": str(cam_checkpoint) if cam_checkpoint else None,
+        }
         return fit(task, cfg, out, identity, ranks, losses_csv, stop_after_epoch, progress)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..cam.cam_files import CamFileError
 from ..checkpoints import CheckpointError
@@ -22,13 +23,19 @@ USER_ERRORS = (ConfigError, DataError, CheckpointError, CamFileError, WeightsNot
 
 def parser(step: str, module_doc: str | None) -> argparse.ArgumentParser:
     """An argument parser for ``python -m pixsup.steps.<step>`` described by the step module's docstring."""
-    return argparse.ArgumentParser(prog=f"python -m pixsup.steps.{step}", description=module_doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(
+        prog=f"python -m pixsup.steps.{step}",
+        description=module_doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def add_params_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", required=True,
-                   help="resolved params YAML (the whole params.yaml, or only the sections this step reads)")
+    p.add_argument(
+        "--params",
+        required=True,
+        help="resolved params YAML (the whole params.yaml, or only the sections this step reads)",
+    )
 
 
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,8 +47,12 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     """What every training step (pixsup.engine.fit) takes besides its inputs."""
     p.add_argument("--losses", default=None, help="per-iteration loss CSV (default: <out>.losses.csv)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--stop-after-epoch", type=int, default=None,
-                   help="end after this epoch, keeping the resume checkpoint (for time-sliced jobs)")
+    p.add_argument(
+        "--stop-after-epoch",
+        type=int,
+        default=None,
+        help="end after this epoch, keeping the resume checkpoint (for time-sliced jobs)",
+    )
 
 
 def record_training(record: StepRecord, out: str, summary: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -58,9 +69,12 @@ def setup_logging(log_file: str | None, rank: int = 0) -> None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
     prefix = f"[rank {rank}] " if rank else ""
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s {prefix}%(name)s %(levelname)s %(message)s",
-                        handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s {prefix}%(name)s %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
 
 
 def run(body: Callable[[], int]) -> int:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from ..cam.cam_files import CamFileError
 from ..config import load_params, section_dict
+from ..evaluation.metrics import sweep_thresholds
 from ..evaluation.scoring import evaluate_cams
 from ..files import write_json
-from ..evaluation.metrics import sweep_thresholds
 from ..provenance import StepRecord
 from . import _cli
 

@@ -22,8 +22,9 @@ from ..provenance import StepRecord
 from . import _cli
 
 
-def main(argv: list[str] | None = None, step: str = "eval_masks", doc: str | None = __doc__,
-         default_split: str = "train") -> int:
+def main(
+    argv: list[str] | None = None, step: str = "eval_masks", doc: str | None = __doc__, default_split: str = "train"
+) -> int:
     """The command line of this step, and of eval_seg (the same scoring of segmentation predictions)."""
     p = _cli.parser(step, doc)
     p.add_argument("--masks", required=True, help="folder of label PNGs")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
-from ..cam.inference import dump_cams
 from ..cam.cam_files import INDEX, manifest_name, shard_positions
+from ..cam.inference import dump_cams
 from ..checkpoints import load_cam_net
 from ..config import load_params, section_dict
 from ..data.datasets import CamInferDataset
@@ -71,18 +71,43 @@ def main(argv: list[str] | None = None) -> int:
         model, _ = load_cam_net(args.model)
         out = Path(args.out)
         started = time.perf_counter()
-        dump_cams(model, Subset(dataset, positions), cfg, out, device,
-                  desc=f"make_cams {args.split} {shard}/{total}", progress=not args.quiet)
+        dump_cams(
+            model,
+            Subset(dataset, positions),
+            cfg,
+            out,
+            device,
+            desc=f"make_cams {args.split} {shard}/{total}",
+            progress=not args.quiet,
+        )
         seconds = time.perf_counter() - started
-        write_json(out_manifest, {
-            "split": args.split, "ids": ids, "shard": shard, "num_shards": total, "model": args.model,
-            "scales": list(cfg.scales), "flip": cfg.flip, "cam_stride": cfg.cam_stride, "precision": cfg.precision,
-            "keys": {"keys": "int64 (K,) class ids 1..20", "cam": "float16 (K, h/stride, w/stride)",
-                     "high_res": "float16 (K, H, W)"},
-        })
-        record.write(out_manifest, extra={
-            "images": len(ids), "images_per_second": round(len(ids) / max(seconds, 1e-9), 3),
-            "device": str(device)})
+        write_json(
+            out_manifest,
+            {
+                "split": args.split,
+                "ids": ids,
+                "shard": shard,
+                "num_shards": total,
+                "model": args.model,
+                "scales": list(cfg.scales),
+                "flip": cfg.flip,
+                "cam_stride": cfg.cam_stride,
+                "precision": cfg.precision,
+                "keys": {
+                    "keys": "int64 (K,) class ids 1..20",
+                    "cam": "float16 (K, h/stride, w/stride)",
+                    "high_res": "float16 (K, H, W)",
+                },
+            },
+        )
+        record.write(
+            out_manifest,
+            extra={
+                "images": len(ids),
+                "images_per_second": round(len(ids) / max(seconds, 1e-9), 3),
+                "device": str(device),
+            },
+        )
         return 0
 
     return _cli.run(body)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..cam.cam_files import load_image_and_cams, require_cam_dir
 from ..config import load_params, section_dict
+from ..data.label_folders import write_label_png, write_manifest
 from ..data.voc import read_split
 from ..provenance import StepRecord
-from ..cam.cam_files import load_image_and_cams, require_cam_dir
-from ..runtime.parallel import map_ids
-from ..data.label_folders import write_label_png, write_manifest
 from ..pseudo_labels.refine import confident_labels
+from ..runtime.parallel import map_ids
 from . import _cli
 
 
@@ -52,8 +52,14 @@ def main(argv: list[str] | None = None) -> int:
 
         for _ in map_ids(work, ids, args.workers, "ir labels", not args.quiet):
             pass
-        write_manifest(args.out, ids, split=args.split, cams=args.cams,
-                       conf_fg_threshold=cfg.conf_fg_threshold, conf_bg_threshold=cfg.conf_bg_threshold)
+        write_manifest(
+            args.out,
+            ids,
+            split=args.split,
+            cams=args.cams,
+            conf_fg_threshold=cfg.conf_fg_threshold,
+            conf_bg_threshold=cfg.conf_bg_threshold,
+        )
         record.write(args.out, extra={"images": len(ids)})
         return 0
 

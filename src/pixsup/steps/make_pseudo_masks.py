@@ -19,15 +19,15 @@ from pathlib import Path
 
 import torch
 
+from ..cam.cam_files import load_image_and_cams, require_cam_dir
 from ..config import load_params, section_dict
+from ..data.label_folders import write_label_png, write_manifest
 from ..data.voc import read_split
 from ..provenance import StepRecord
-from ..cam.cam_files import load_image_and_cams, require_cam_dir
-from ..runtime.parallel import map_ids
-from ..data.label_folders import write_label_png, write_manifest
 from ..pseudo_labels.boundary import load_boundary_net, predict_boundary
 from ..pseudo_labels.refine import cam_mask, crf_mask, irn_mask
 from ..runtime.device import resolve_device
+from ..runtime.parallel import map_ids
 from . import _cli
 
 PER_IMAGE = {"cam": cam_mask, "crf": crf_mask}

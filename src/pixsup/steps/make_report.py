@@ -2,8 +2,9 @@
 
 Inputs:  --seeds NAME=PATH ... (eval_cams JSON per variant: support, baseline_same_budget,
          rcm, mam, full), --masks VARIANT:METHOD=PATH ... (eval_masks JSON of pseudo masks),
-         --seg ss=PATH ms=PATH (eval_masks JSON of val predictions), --losses NAME=PATH ... (train_cam loss CSVs), --cams NAME=DIR
-         ... (CAM folders shown in the gallery, in column order), --root (VOC2012 folder),
+         --seg ss=PATH ms=PATH (eval_seg JSON of val predictions), --losses NAME=PATH ... (train_cam
+         loss CSVs), --cams NAME=DIR ... (CAM folders shown in the gallery, in column order), --root
+         (VOC2012 folder),
          --params (the resolved params; reads ``report``, the backbones and
          ``pseudo_labels.method``, and hashes all of it for provenance), --dvc-lock (for the dataset hash).
 Outputs: --out, a folder with ``tables/{seeds_masks,segmentation,ablation}.{csv,md,tex}``,
@@ -46,9 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     _cli.add_params_argument(p)
     p.add_argument("--root", required=True, help="VOC2012 folder (gallery images and ground truth)")
     p.add_argument("--split", default="train", help="split the seeds were evaluated on (default: train)")
-    for flag, what in (("--seeds", "seed metrics JSON"), ("--masks", "pseudo-mask metrics JSON"),
-                       ("--seg", "segmentation metrics JSON"), ("--losses", "train_cam loss CSV"),
-                       ("--cams", "CAM folder for the gallery")):
+    for flag, what in (
+        ("--seeds", "seed metrics JSON"),
+        ("--masks", "pseudo-mask metrics JSON"),
+        ("--seg", "segmentation metrics JSON"),
+        ("--losses", "train_cam loss CSV"),
+        ("--cams", "CAM folder for the gallery"),
+    ):
         p.add_argument(flag, nargs="+", metavar="NAME=PATH", help=what)
     p.add_argument("--dvc-lock", default="dvc.lock", help="dvc.lock to read the dataset hash from")
     p.add_argument("--out", required=True, help="report folder to write")
@@ -60,14 +65,22 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         ids = params.report.gallery_ids or read_split(args.root, args.split)[: params.report.gallery_size]
         inputs = ReportInputs(
-            dataset=params.data.dataset, root=args.root, backbone=params.cam_train.backbone,
-            seg_backbone=params.seg_train.backbone, mask_method=params.pseudo_labels.method,
+            dataset=params.data.dataset,
+            root=args.root,
+            backbone=params.cam_train.backbone,
+            seg_backbone=params.seg_train.backbone,
+            mask_method=params.pseudo_labels.method,
             seg_trained_on=f"{params.pseudo_labels.variants[0]} + {params.pseudo_labels.method} masks",
             seed_metrics=_pairs(args.seeds, "--seeds"),
-            mask_metrics=_pairs(args.masks, "--masks"), seg_metrics=_pairs(args.seg, "--seg"),
-            loss_files=_pairs(args.losses, "--losses"), cam_dirs=_pairs(args.cams, "--cams"),
-            gallery_ids=list(ids), params=params.model_dump(mode="json"), peers_file=params.report.peers,
-            dvc_lock=args.dvc_lock)
+            mask_metrics=_pairs(args.masks, "--masks"),
+            seg_metrics=_pairs(args.seg, "--seg"),
+            loss_files=_pairs(args.losses, "--losses"),
+            cam_dirs=_pairs(args.cams, "--cams"),
+            gallery_ids=list(ids),
+            params=params.model_dump(mode="json"),
+            peers_file=params.report.peers,
+            dvc_lock=args.dvc_lock,
+        )
         if not inputs.seed_metrics:
             raise SystemExit("error: --seeds needs at least one NAME=PATH")
         written = build_report(inputs, args.out)

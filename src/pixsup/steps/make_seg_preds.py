@@ -46,8 +46,18 @@ def main(argv: list[str] | None = None) -> int:
         ids = read_split(args.root, args.split)
         scales, flip = ((1.0,), False) if args.mode == "ss" else (tuple(cfg.scales), cfg.flip)
         crf = cfg.crf_params if args.mode == "ms" and cfg.crf else None
-        predict_folder(load_segnet(args.model).to(device), args.root, ids, args.out, scales, flip, crf, device,
-                       {"split": args.split, "mode": args.mode, "model": args.model}, progress=not args.quiet)
+        predict_folder(
+            load_segnet(args.model).to(device),
+            args.root,
+            ids,
+            args.out,
+            scales,
+            flip,
+            crf,
+            device,
+            {"split": args.split, "mode": args.mode, "model": args.model},
+            progress=not args.quiet,
+        )
         record.write(args.out, extra={"images": len(ids), "mode": args.mode})
         return 0
 

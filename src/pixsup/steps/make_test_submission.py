@@ -46,9 +46,18 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         ids = read_split(args.root, args.split)
         scales = tuple(cfg.scales)
-        predict_folder(load_segnet(args.model).to(device), args.root, ids, args.out, scales, cfg.flip,
-                       cfg.crf_params if cfg.crf else None, device, {"split": args.split, "mode": "ms", "model": args.model},
-                       progress=not args.quiet)
+        predict_folder(
+            load_segnet(args.model).to(device),
+            args.root,
+            ids,
+            args.out,
+            scales,
+            cfg.flip,
+            cfg.crf_params if cfg.crf else None,
+            device,
+            {"split": args.split, "mode": "ms", "model": args.model},
+            progress=not args.quiet,
+        )
         write_submission_tar(args.out, ids, args.tar)
         record.write(args.out, extra={"images": len(ids), "mode": "ms", "tar": args.tar})
         return 0

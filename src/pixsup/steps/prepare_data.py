@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.dataset == "synthetic":
             summary = generate_synthetic(root, cfg.synthetic, progress=not args.quiet)
             badge = summary["statistics"]["train_aug"]["badge_fraction_of_object_pixels"]
-            log.info("wrote %s to %s (badge share of object pixels in train_aug: %.3f)",
-                     summary["counts"], root, badge)
+            log.info("wrote %s to %s (badge share of object pixels in train_aug: %.3f)", summary["counts"], root, badge)
         else:
             manifest["archives"] = prepare_voc12(root, cfg.voc12, progress=not args.quiet)["archives"]
         lists = sorted(p.stem for p in (root / SPLIT_DIR).glob("*.txt"))

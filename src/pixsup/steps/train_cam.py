@@ -55,11 +55,22 @@ def main(argv: list[str] | None = None) -> int:
         cfg = params.cam_train
         cls_labels = load_cls_labels_npy(params.data.cls_labels_npy) if params.data.cls_labels_npy else None
         record = StepRecord("train_cam", section_dict(params, "cam_train"), seed=cfg.seed)
-        summary = train_cam(cfg, args.root, args.split, args.variant, args.out, support_ckpt=args.support,
-                            losses_csv=args.losses, cls_labels=cls_labels, device=args.device,
-                            stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
-        _cli.record_training(record, args.out, summary,
-                             {"variant": args.variant, "support": args.support, "split": args.split})
+        summary = train_cam(
+            cfg,
+            args.root,
+            args.split,
+            args.variant,
+            args.out,
+            support_ckpt=args.support,
+            losses_csv=args.losses,
+            cls_labels=cls_labels,
+            device=args.device,
+            stop_after_epoch=args.stop_after_epoch,
+            progress=not args.quiet,
+        )
+        _cli.record_training(
+            record, args.out, summary, {"variant": args.variant, "support": args.support, "split": args.split}
+        )
         return 0
 
     return _cli.run(body)

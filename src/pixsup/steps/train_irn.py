@@ -42,9 +42,18 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         cfg = params.pseudo_labels.irn
         record = StepRecord("train_irn", section_dict(params, "pseudo_labels"), seed=cfg.seed)
-        summary = train_irn(cfg, args.root, args.split, args.labels, args.out, cam_checkpoint=args.cam_model,
-                            losses_csv=args.losses, device=args.device, stop_after_epoch=args.stop_after_epoch,
-                            progress=not args.quiet)
+        summary = train_irn(
+            cfg,
+            args.root,
+            args.split,
+            args.labels,
+            args.out,
+            cam_checkpoint=args.cam_model,
+            losses_csv=args.losses,
+            device=args.device,
+            stop_after_epoch=args.stop_after_epoch,
+            progress=not args.quiet,
+        )
         _cli.record_training(record, args.out, summary, {"labels": args.labels})
         return 0
 

@@ -40,9 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         cfg = params.seg_train
         record = StepRecord("train_seg", section_dict(params, "seg_train"), seed=cfg.seed)
-        summary = train_seg(cfg, args.root, args.split, args.masks, args.out, losses_csv=args.losses,
-                            device=args.device, cam_checkpoint=args.cam_model,
-                            stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
+        summary = train_seg(
+            cfg,
+            args.root,
+            args.split,
+            args.masks,
+            args.out,
+            losses_csv=args.losses,
+            device=args.device,
+            cam_checkpoint=args.cam_model,
+            stop_after_epoch=args.stop_after_epoch,
+            progress=not args.quiet,
+        )
         _cli.record_training(record, args.out, summary, {"masks": args.masks})
         return 0
 

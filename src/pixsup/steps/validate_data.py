@@ -24,8 +24,13 @@ from ..files import write_json
 from . import _cli
 
 
-def validate_data(root: str | os.PathLike, split: str, require_mask: bool,
-                  cls_labels_npy: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+def validate_data(
+    root: str | os.PathLike,
+    split: str,
+    require_mask: bool,
+    cls_labels_npy: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Validate one split and return the report.
 
     Args:
@@ -52,18 +57,34 @@ def validate_data(root: str | os.PathLike, split: str, require_mask: bool,
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = _cli.parser("validate_data", __doc__)
-    parser.add_argument("--root", required=True, type=Path,
-                        help="The VOC2012 folder (holds JPEGImages, ImageSets, SegmentationClass, ...).")
-    parser.add_argument("--split", required=True,
-                        help="Name of the id list in ImageSets/Segmentation, e.g. train, val, train_aug.")
-    parser.add_argument("--require-mask", action="store_true",
-                        help="Report ids that have no mask in SegmentationClass or SegmentationClassAug "
-                             "(use for splits that are evaluated against masks).")
-    parser.add_argument("--cls-labels-npy", type=Path, default=None,
-                        help="Opt-in: take image-level labels from IRN's cls_labels.npy. It is a pickle: "
-                             "only pass a copy you trust. Default: Annotations/*.xml, else the mask.")
-    parser.add_argument("--report", type=Path, default=None,
-                        help="Also write the JSON report {root, split, ids, problems} to this file.")
+    parser.add_argument(
+        "--root",
+        required=True,
+        type=Path,
+        help="The VOC2012 folder (holds JPEGImages, ImageSets, SegmentationClass, ...).",
+    )
+    parser.add_argument(
+        "--split", required=True, help="Name of the id list in ImageSets/Segmentation, e.g. train, val, train_aug."
+    )
+    parser.add_argument(
+        "--require-mask",
+        action="store_true",
+        help="Report ids that have no mask in SegmentationClass or SegmentationClassAug "
+        "(use for splits that are evaluated against masks).",
+    )
+    parser.add_argument(
+        "--cls-labels-npy",
+        type=Path,
+        default=None,
+        help="Opt-in: take image-level labels from IRN's cls_labels.npy. It is a pickle: "
+        "only pass a copy you trust. Default: Annotations/*.xml, else the mask.",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="Also write the JSON report {root, split, ids, problems} to this file.",
+    )
     args = parser.parse_args(argv)
 
     report = validate_data(args.root, args.split, args.require_mask, args.cls_labels_npy)
