@@ -176,6 +176,8 @@ BAD_FILES = {
     "key_zero": _broken(_valid_cams(), keys=np.array([0, 6], dtype=np.int64)),
     "key_21": _broken(_valid_cams(), keys=np.array([3, 21], dtype=np.int64)),
     "high_res_wrong_size": _broken(_valid_cams(), high_res=np.zeros((2, 6, 10), dtype=np.float16)),
+    "cam_nan": _broken(_valid_cams(), cam=np.full((2, 2, 3), np.nan, dtype=np.float16)),
+    "high_res_inf": _broken(_valid_cams(), high_res=np.full((2, 6, 9), np.inf, dtype=np.float16)),
 }
 
 
@@ -186,6 +188,13 @@ def test_load_cam_file_rejects_bad_files_naming_them(tmp_path: Path, case: str) 
     with pytest.raises(CamFileError) as info:
         load_cam_file(path, image_size=(6, 9))
     assert str(path) in str(info.value)
+
+
+def test_non_finite_cams_are_never_written(tmp_path: Path) -> None:
+    path = tmp_path / "a.npz"
+    with pytest.raises(CamFileError, match=r"a\.npz: not written, cam hold NaN or infinity"):
+        save_cam_file(path, BAD_FILES["cam_nan"])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_load_cam_file_rejects_a_non_npz_file(tmp_path: Path) -> None:

@@ -146,11 +146,12 @@ def test_cli_cls_labels_npy_missing_id(root: Path, capsys: pytest.CaptureFixture
 @pytest.mark.parametrize(
     "make",
     [
-        lambda root: CamInferDataset(root, "train"),
-        lambda root: CamTrainDataset(root, "train", AugmentConfig(resize_long=(24, 40), crop_size=32), seed=0),
+        lambda root: CamInferDataset(root, "listed_once"),
+        lambda root: CamTrainDataset(root, "listed_once", AugmentConfig(resize_long=(24, 40), crop_size=32), seed=0),
     ],
 )
 def test_datasets_check_lazily_with_the_same_messages(root: Path, make) -> None:
+    write_split(root, "listed_once", [GOOD, *BAD])  # a step refuses an id listed twice
     dataset = make(root)  # constructing does not decode anything, bad ids included
     assert dataset.ids[0] == GOOD and dataset[0]["id"] == GOOD
     index = VocIndex(root)
@@ -173,7 +174,10 @@ def test_each_item_is_checked_once_across_loader_workers_and_epochs(root: Path, 
 
     from pixsup.data import datasets
 
-    write_split(root, "goods", [GOOD] * 4)
+    goods = [f"2000_00001{i}" for i in range(4)]
+    for image_id in goods:
+        write_item(root, image_id, mask=block_mask(), objects=[15])
+    write_split(root, "goods", goods)
     dataset = CamTrainDataset(root, "goods", AugmentConfig(resize_long=(24, 40), crop_size=32), seed=0)
 
     def epoch() -> list:

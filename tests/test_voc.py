@@ -164,3 +164,34 @@ def test_cls_labels_dict_is_the_only_source(voc: VocIndex) -> None:
     assert _classes(labels) == {5, 7}  # not the XML's {8, 12}
     labels[:] = 0  # callers get a copy, the dict stays intact
     assert _classes(index.image_labels("2000_000001")) == {5, 7}
+
+
+# ------------------------------------------------------------ split lists a user may bring
+
+
+def test_split_with_a_byte_order_mark_reads_the_first_id_whole(tmp_path: Path) -> None:
+    path = tmp_path / "ImageSets" / "Segmentation" / "train.txt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes("\ufeff2007_000032\r\n2007_000039\r\n".encode())
+    assert read_split(tmp_path, "train") == ["2007_000032", "2007_000039"]
+
+
+def test_split_that_is_not_utf8_names_the_file_and_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "ImageSets" / "Segmentation" / "train.txt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"2007_000032\n2007_0\xe90039\n")
+    with pytest.raises(DataError, match=rf"^{path}: not UTF-8 text \(byte 0xe9 at offset 18\)$"):
+        read_split(tmp_path, "train")
+
+
+def test_empty_split_is_an_error(tmp_path: Path) -> None:
+    write_split(tmp_path, "train", ["", "  "])
+    with pytest.raises(DataError, match=r"train\.txt: the split lists no ids"):
+        read_split(tmp_path, "train")
+
+
+def test_an_id_listed_twice_is_refused_unless_validation_asks(tmp_path: Path) -> None:
+    write_split(tmp_path, "train", ["2000_000001", "2000_000002", "2000_000001"])
+    with pytest.raises(DataError, match=r"train\.txt: 1 ids listed more than once, e\.g\. \['2000_000001'\]"):
+        read_split(tmp_path, "train")
+    assert read_split(tmp_path, "train", allow_duplicates=True) == ["2000_000001", "2000_000002", "2000_000001"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
 import sys
 
 import tomllib
@@ -102,3 +104,21 @@ def test_dvc_code_dependencies_exist():
     code = [dep for stage in stages.values() for dep in stage.get("deps", []) if dep.startswith("src/")]
     assert code, "dvc.yaml names no code"
     assert [dep for dep in code if not (REPO / dep).exists()] == []
+
+
+def test_shell_commands_quote_every_path(tmp_path):
+    """A data.root with a space and a command substitution reaches the steps as one literal argument."""
+    root = "data/my voc/VOC2012$(touch pwned)"
+    repo = copy_repo(tmp_path / "repo", params={"data": {"root": root}})
+    printed = run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "all"], repo).stdout
+    commands = [line.strip() for line in printed.splitlines() if "python -m pixsup.steps." in line]
+    assert len(commands) > 20
+    roots = []
+    for command in commands:
+        words = shlex.split(command)
+        roots += [words[i + 1] for i, word in enumerate(words) if word == "--root"]
+    assert roots and set(roots) == {root}
+    # Run one command through the shell: the substitution stays text.
+    quoted = next(c for c in commands if "pixsup.steps.validate_data" in c)
+    subprocess.run(quoted.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=repo, capture_output=True)
+    assert not (repo / "pwned").exists()

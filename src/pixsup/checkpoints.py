@@ -7,14 +7,18 @@ Two kinds:
   ``support``), ``pixsup.irn/1`` and ``pixsup.segnet/1`` (also ``params``). They load with
   ``weights_only`` (no code can run from them).
 - **Resume checkpoints** ``<out>.resume.pt``, written by :func:`pixsup.engine.fit` after every
-  epoch: identity, epoch, loss rows, RNG states, model, optimiser, scheduler and what the
-  training adds (a SupportNet, a prototype memory).
+  epoch: identity (params, inputs, data), epoch, loss rows, RNG states, model, optimiser,
+  scheduler and what the training adds (a SupportNet, a prototype memory).
+
+Every file loads with ``weights_only``: tensors and plain types, so no code can run from a
+planted file. No file with NaN or infinite weights is written or accepted.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -35,20 +39,23 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit; the message names the file."""
 
 
-def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = (), trusted: bool = False) -> dict[str, Any]:
-    """Load a checkpoint dict, checking the ``required`` keys.
-
-    Weights files load with ``weights_only`` (no code can run from them);
-    ``trusted`` allows full unpickling, needed for the RNG states of the resume
-    checkpoints a run writes for itself.
-    """
+def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only`` (tensors and plain types: no code can run from a
+    file), checking the ``required`` keys."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=not trusted)
-    except Exception as exc:  # truncated zip, pickle errors, ...
-        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: refused, it holds objects other than tensors and plain types (no code runs from a checkpoint)"
+        ) from None
+    except Exception as exc:  # truncated zip, torn writes, ...
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__}: {first_line})"
+        ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a pixsup checkpoint (got {type(state).__name__})")
     missing = [key for key in required if key not in state]
@@ -60,16 +67,28 @@ def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = (), tru
 # ------------------------------------------------------------------ trained networks
 
 
+def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
+    """The names of the floating-point tensors of a state dict holding NaN or infinity."""
+    return [
+        key
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+
+
 def save_trained(path: str | os.PathLike, file_format: str, model: nn.Module, **fields: Any) -> None:
-    """A trained network's file: its format, ``fields`` (what rebuilds it) and its weights on the CPU."""
-    save_torch(
-        path,
-        {
-            "format": file_format,
-            **fields,
-            "model": {key: value.detach().cpu() for key, value in model.state_dict().items()},
-        },
-    )
+    """A trained network's file: its format, ``fields`` (what rebuilds it) and its weights on the CPU.
+
+    Weights holding NaN or infinity are never written: a CheckpointError names them.
+    """
+    weights = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    broken = nonfinite_tensors(weights)
+    if broken:
+        raise CheckpointError(
+            f"{path}: not written, {len(broken)} of {len(weights)} weight tensors hold NaN or "
+            f"infinity (first: {broken[0]}): training diverged; lower the learning rate"
+        )
+    save_torch(path, {"format": file_format, **fields, "model": weights})
 
 
 def read_trained(path: str | os.PathLike, file_format: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -77,6 +96,12 @@ def read_trained(path: str | os.PathLike, file_format: str, required: tuple[str,
     state = read_checkpoint(path, required=("format", "model", *required))
     if state["format"] != file_format:
         raise CheckpointError(f"{path}: format {state['format']!r}, expected {file_format!r}")
+    broken = nonfinite_tensors(state["model"])
+    if broken:
+        raise CheckpointError(
+            f"{path}: {len(broken)} weight tensors hold NaN or infinity (first: {broken[0]}): "
+            "the network is unusable; train it again"
+        )
     return state
 
 
@@ -134,15 +159,37 @@ def resume_path(out: str | os.PathLike) -> Path:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python's, numpy's and torch's RNG states as tensors and plain types (a resume checkpoint loads with
+    ``weights_only``)."""
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -177,16 +224,26 @@ def save_resume(
 def load_resume(
     out: str | os.PathLike, identity: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> tuple[int, list[dict[str, float]], dict]:
-    """Restore ``<out>.resume.pt`` if it exists; returns (epochs done, loss rows, the whole state)."""
+    """Restore ``<out>.resume.pt`` if it exists; returns (epochs done, loss rows, the whole state).
+
+    The file loads with ``weights_only``; one that is corrupt, holds anything but tensors and
+    plain types, or was written for another ``identity`` (params, variant, data) is a
+    CheckpointError that says to delete it.
+    """
     resume = resume_path(out)
     if not resume.exists():
         return 0, [], {}
-    state = read_checkpoint(
-        resume, required=("identity", "epoch", "model", "optimizer", "scheduler", "rng"), trusted=True
-    )
+    try:
+        state = read_checkpoint(resume, required=("identity", "epoch", "model", "optimizer", "scheduler", "rng"))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; delete it to start over") from None
     if state["identity"] != identity:
+        changed = sorted(
+            key for key in {*identity, *state["identity"]} if identity.get(key) != state["identity"].get(key)
+        )
         raise CheckpointError(
-            f"{resume}: resume checkpoint was written for different params/inputs; delete it to start over"
+            f"{resume}: resume checkpoint was written for different params/inputs "
+            f"({', '.join(changed)} differ); delete it to start over"
         )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import io
 import logging
+import math
 import os
 import random
 import time
@@ -121,7 +122,7 @@ class TrainingTask:
     Attributes:
         name: what progress bars and logs call it (``support``, ``irn``, ``seg``, ...).
         model: the network trained; the one saved, checkpointed and compared across ranks.
-        dataset: yields dicts of tensors (``image`` first among them) and has ``set_epoch``.
+        dataset: yields dicts of tensors (``image`` among them); has ``set_epoch`` and ``identity``.
         batch_size: the global batch; ``batch_key`` names its params key in errors.
         param_groups: the optimiser's parameter groups, each with its ``lr``.
         loss_columns: the terms :attr:`losses` returns and the log records, ``loss`` (the total) first.
@@ -149,6 +150,10 @@ class TrainingTask:
     load_resume_state: Callable[[dict[str, Any]], None] = lambda state: None
     same_on_every_rank: dict[str, nn.Module] = field(default_factory=dict)
     unused_parameters: bool = False
+
+
+class NonFiniteLossError(ValueError):
+    """A loss term became NaN or infinite: the training stops before the step that would spread it."""
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -182,13 +187,21 @@ def train_one_epoch(
         batch = _to_device(batch, ranks.device)
         with amp:
             terms = task.losses(model, batch, epoch)
+        # The global batch's values, the same on every rank: all ranks stop together on a bad one.
+        values = ranks.mean_over_ranks({column: terms[column] for column in task.loss_columns})
+        if not all(math.isfinite(value) for value in values.values()):
+            raise NonFiniteLossError(
+                f"{task.name}: the loss is not finite at epoch {epoch + 1}, iteration {scheduler.last_epoch + 1} "
+                f"({', '.join(f'{k} {v:g}' for k, v in values.items())}): training diverged; lower the learning "
+                "rate (nothing of this epoch was written)"
+            )
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
         scheduler.step()
         task.after_step()
         row = {"epoch": epoch, "iteration": scheduler.last_epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row.update(ranks.mean_over_ranks({column: terms[column] for column in task.loss_columns}))
+        row.update(values)
         rows.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}")
     return rows
@@ -221,10 +234,12 @@ def fit(
     loss log ``losses_csv`` (default ``<out>.losses.csv``).
 
     After every epoch ``<out>.resume.pt`` holds the whole state; when it exists at start and
-    was written for the same ``identity``, training resumes from it and ends with the weights
-    of an uninterrupted run. ``stop_after_epoch`` ends the run after that epoch, leaving only
-    the resume checkpoint. Returns a summary: ``finished``, ``epochs_done`` and, when finished,
-    ``iterations``, ``processes``, ``seconds_this_run`` and ``final_epoch_losses``.
+    was written for the same ``identity`` (with the dataset's own identity added: folder, split,
+    ids), training resumes from it and ends with the weights of an uninterrupted run. A loss
+    that is not finite stops the training (NonFiniteLossError) before its step is taken.
+    ``stop_after_epoch`` ends the run after that epoch, leaving only the resume checkpoint.
+    Returns a summary: ``finished``, ``epochs_done`` and, when finished, ``iterations``,
+    ``processes``, ``seconds_this_run`` and ``final_epoch_losses``.
     """
     out = Path(out)
     losses_csv = Path(losses_csv) if losses_csv else out.with_name(out.name + ".losses.csv")
@@ -240,6 +255,8 @@ def fit(
         schedule.epochs * iters_per_epoch,
         schedule.poly_power,
     )
+    # What the run trains on belongs to its identity: a resume against other data is refused.
+    identity = {**identity, "data": task.dataset.identity()}
     start_epoch, rows, state = load_resume(out, identity, model, optimizer, scheduler)
     task.load_resume_state(state)
     trained = ranks.wrap(model, unused_parameters=task.unused_parameters)

@@ -28,14 +28,16 @@ rule train_cam:
     params:
         root=DATA_ROOT,
         support=lambda wildcards, input: (
-            f"--support {input.support}" if "support" in input.keys() else ""
+            f"--support {shlex.quote(input.support)}"
+            if "support" in input.keys()
+            else ""
         ),
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --gpus {resources.gpu} --"
-        " python -m pixsup.runtime.launch --nproc {resources.gpu} --"
-        " python -m pixsup.steps.train_cam --params {input.params} --root {params.root}"
-        " --split train_aug --variant {wildcards.variant} {params.support}"
-        " --out {output.model} --losses {output.losses} --log {log} --quiet"
+        "OMP_NUM_THREADS={threads:q} python -m pixsup.runtime.gpu_slot --gpus {resources.gpu:q} --"
+        " python -m pixsup.runtime.launch --nproc {resources.gpu:q} --"
+        " python -m pixsup.steps.train_cam --params {input.params:q} --root {params.root:q}"
+        " --split train_aug --variant {wildcards.variant:q} {params.support}"
+        " --out {output.model:q} --losses {output.losses:q} --log {log:q} --quiet"
 
 
 rule make_cams:
@@ -61,10 +63,10 @@ rule make_cams:
         root=DATA_ROOT,
         out=subpath(output.manifest, parent=True),
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --"
-        " python -m pixsup.steps.make_cams --params {input.params} --root {params.root}"
-        " --split {wildcards.split} --model {input.model} --out {params.out}"
-        " --shard {wildcards.shard}/{wildcards.num_shards} --log {log} --quiet"
+        "OMP_NUM_THREADS={threads:q} python -m pixsup.runtime.gpu_slot --"
+        " python -m pixsup.steps.make_cams --params {input.params:q} --root {params.root:q}"
+        " --split {wildcards.split:q} --model {input.model:q} --out {params.out:q}"
+        " --shard {wildcards.shard:q}/{wildcards.num_shards:q} --log {log:q} --quiet"
 
 
 rule gather_cams:
@@ -90,7 +92,7 @@ rule gather_cams:
         out=subpath(output.index, parent=True),
         num_shards=NUM_SHARDS,
     shell:
-        "python -m pixsup.steps.gather_cams --out {params.out} --shards {params.num_shards} --log {log} --quiet"
+        "python -m pixsup.steps.gather_cams --out {params.out:q} --shards {params.num_shards:q} --log {log:q} --quiet"
 
 
 rule eval_cams:
@@ -112,5 +114,5 @@ rule eval_cams:
         root=DATA_ROOT,
         cams=subpath(input.index, parent=True),
     shell:
-        "python -m pixsup.steps.eval_cams --params {input.params} --cams {params.cams} --root {params.root}"
-        " --split {wildcards.split} --out {output.metrics} --log {log} --quiet"
+        "python -m pixsup.steps.eval_cams --params {input.params:q} --cams {params.cams:q} --root {params.root:q}"
+        " --split {wildcards.split:q} --out {output.metrics:q} --log {log:q} --quiet"

@@ -5,6 +5,7 @@
 # workflow here, before any job runs.
 
 import json
+import shlex
 
 from pixsup.cam.variants import VARIANTS as CAM_VARIANTS
 from pixsup.config import ConfigError, parse_params, section_dict
@@ -151,8 +152,8 @@ def paper_files():
 
 
 def name_path_pairs(paths):
-    """NAME=PATH arguments of make_report from a {name: path} mapping."""
-    return " ".join(f"{name}={path}" for name, path in paths.items())
+    """NAME=PATH arguments of make_report from a {name: path} mapping, each quoted for the shell."""
+    return " ".join(shlex.quote(f"{name}={path}") for name, path in paths.items())
 
 
 def pseudo_mask_inputs(wildcards):

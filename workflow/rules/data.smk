@@ -20,7 +20,7 @@ rule write_params:
             section_dict(PARAMS, *STEP_SECTIONS[wildcards.step])
         ),
     shell:
-        "python -m pixsup.steps.write_params --values {params.values:q} --out {output} --log {log} --quiet"
+        "python -m pixsup.steps.write_params --values {params.values:q} --out {output:q} --log {log:q} --quiet"
 
 
 rule prepare_data:
@@ -40,8 +40,8 @@ rule prepare_data:
     params:
         root=DATA_ROOT,
     shell:
-        "python -m pixsup.steps.prepare_data --params {input.params} --root {params.root}"
-        " --out {output.manifest} --log {log} --quiet"
+        "python -m pixsup.steps.prepare_data --params {input.params:q} --root {params.root:q}"
+        " --out {output.manifest:q} --log {log:q} --quiet"
 
 
 rule validate_data:
@@ -65,5 +65,5 @@ rule validate_data:
             "" if wildcards.split == "train_aug" else "--require-mask"
         ),
     shell:
-        "python -m pixsup.steps.validate_data --root {params.root} --split {wildcards.split}"
-        " {params.require_mask} --report {output.report} > {log} 2>&1"
+        "python -m pixsup.steps.validate_data --root {params.root:q} --split {wildcards.split:q}"
+        " {params.require_mask} --report {output.report:q} > {log:q} 2>&1"

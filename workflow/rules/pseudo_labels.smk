@@ -21,9 +21,9 @@ rule make_ir_labels:
         root=DATA_ROOT,
         cams=subpath(input.cams, parent=True),
     shell:
-        "python -m pixsup.steps.make_ir_labels --params {input.params} --root {params.root}"
-        " --split train_aug --cams {params.cams} --out {output.labels} --workers {threads}"
-        " --log {log} --quiet"
+        "python -m pixsup.steps.make_ir_labels --params {input.params:q} --root {params.root:q}"
+        " --split train_aug --cams {params.cams:q} --out {output.labels:q} --workers {threads:q}"
+        " --log {log:q} --quiet"
 
 
 rule train_irn:
@@ -50,11 +50,11 @@ rule train_irn:
     params:
         root=DATA_ROOT,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --gpus {resources.gpu} --"
-        " python -m pixsup.runtime.launch --nproc {resources.gpu} --"
-        " python -m pixsup.steps.train_irn --params {input.params} --root {params.root}"
-        " --split train_aug --labels {input.labels} --cam-model {input.cam_model}"
-        " --out {output.model} --losses {output.losses} --log {log} --quiet"
+        "OMP_NUM_THREADS={threads:q} python -m pixsup.runtime.gpu_slot --gpus {resources.gpu:q} --"
+        " python -m pixsup.runtime.launch --nproc {resources.gpu:q} --"
+        " python -m pixsup.steps.train_irn --params {input.params:q} --root {params.root:q}"
+        " --split train_aug --labels {input.labels:q} --cam-model {input.cam_model:q}"
+        " --out {output.model:q} --losses {output.losses:q} --log {log:q} --quiet"
 
 
 rule make_pseudo_masks:
@@ -80,13 +80,13 @@ rule make_pseudo_masks:
         root=DATA_ROOT,
         cams=lambda wildcards, input: subpath(input.cams, parent=True),
         irn=lambda wildcards, input: (
-            f"--irn {input.irn}" if "irn" in input.keys() else ""
+            f"--irn {shlex.quote(input.irn)}" if "irn" in input.keys() else ""
         ),
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --"
-        " python -m pixsup.steps.make_pseudo_masks --params {input.params} --root {params.root}"
-        " --split train_aug --method {wildcards.method} --cams {params.cams} {params.irn}"
-        " --out {output.masks} --workers {threads} --log {log} --quiet"
+        "OMP_NUM_THREADS={threads:q} python -m pixsup.runtime.gpu_slot --"
+        " python -m pixsup.steps.make_pseudo_masks --params {input.params:q} --root {params.root:q}"
+        " --split train_aug --method {wildcards.method:q} --cams {params.cams:q} {params.irn}"
+        " --out {output.masks:q} --workers {threads:q} --log {log:q} --quiet"
 
 
 rule eval_masks:
@@ -107,5 +107,5 @@ rule eval_masks:
     params:
         root=DATA_ROOT,
     shell:
-        "python -m pixsup.steps.eval_masks --root {params.root} --split train --masks {input.masks}"
-        " --out {output.metrics} --log {log} --quiet"
+        "python -m pixsup.steps.eval_masks --root {params.root:q} --split train --masks {input.masks:q}"
+        " --out {output.metrics:q} --log {log:q} --quiet"

@@ -67,7 +67,7 @@ rule make_report:
             }
         ),
     shell:
-        "python -m pixsup.steps.make_report --params {input.params} --root {params.root} --split {params.split}"
+        "python -m pixsup.steps.make_report --params {input.params:q} --root {params.root:q} --split {params.split:q}"
         " --seeds {params.seeds} --masks {params.masks} --seg {params.seg} --losses {params.losses}"
-        " --cams {params.cams} --out {params.out}"
-        " --log {log} --quiet"
+        " --cams {params.cams} --out {params.out:q}"
+        " --log {log:q} --quiet"

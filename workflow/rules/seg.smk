@@ -26,11 +26,11 @@ rule train_seg:
     params:
         root=DATA_ROOT,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --gpus {resources.gpu} --"
-        " python -m pixsup.runtime.launch --nproc {resources.gpu} --"
-        " python -m pixsup.steps.train_seg --params {input.params} --root {params.root} --split train_aug"
-        " --masks {input.masks} --cam-model {input.cam_model} --out {output.model}"
-        " --losses {output.losses} --log {log} --quiet"
+        "OMP_NUM_THREADS={threads:q} python -m pixsup.runtime.gpu_slot --gpus {resources.gpu:q} --"
+        " python -m pixsup.runtime.launch --nproc {resources.gpu:q} --"
+        " python -m pixsup.steps.train_seg --params {input.params:q} --root {params.root:q} --split train_aug"
+        " --masks {input.masks:q} --cam-model {input.cam_model:q} --out {output.model:q}"
+        " --losses {output.losses:q} --log {log:q} --quiet"
 
 
 rule make_seg_preds:
@@ -55,9 +55,9 @@ rule make_seg_preds:
     params:
         root=DATA_ROOT,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --"
-        " python -m pixsup.steps.make_seg_preds --params {input.params} --root {params.root} --split val"
-        " --mode {wildcards.mode} --model {input.model} --out {output.preds} --log {log} --quiet"
+        "OMP_NUM_THREADS={threads:q} python -m pixsup.runtime.gpu_slot --"
+        " python -m pixsup.steps.make_seg_preds --params {input.params:q} --root {params.root:q} --split val"
+        " --mode {wildcards.mode:q} --model {input.model:q} --out {output.preds:q} --log {log:q} --quiet"
 
 
 rule eval_seg:
@@ -77,8 +77,8 @@ rule eval_seg:
     params:
         root=DATA_ROOT,
     shell:
-        "python -m pixsup.steps.eval_seg --root {params.root} --split val --masks {input.preds}"
-        " --out {output.metrics} --log {log} --quiet"
+        "python -m pixsup.steps.eval_seg --root {params.root:q} --split val --masks {input.preds:q}"
+        " --out {output.metrics:q} --log {log:q} --quiet"
 
 
 rule make_test_submission:
@@ -104,6 +104,6 @@ rule make_test_submission:
     params:
         root=DATA_ROOT,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pixsup.runtime.gpu_slot --"
-        " python -m pixsup.steps.make_test_submission --params {input.params} --root {params.root}"
-        " --split test --model {input.model} --out {output.preds} --tar {output.tar} --log {log} --quiet"
+        "OMP_NUM_THREADS={threads:q} python -m pixsup.runtime.gpu_slot --"
+        " python -m pixsup.steps.make_test_submission --params {input.params:q} --root {params.root:q}"
+        " --split test --model {input.model:q} --out {output.preds:q} --tar {output.tar:q} --log {log:q} --quiet"

@@ -33,7 +33,15 @@ class CamFileError(ValueError):
     """A CAM file with missing keys or inconsistent shapes; the message names the file."""
 
 
+def _nonfinite(cams: dict[str, np.ndarray]) -> list[str]:
+    return [key for key in ("cam", "high_res") if not np.isfinite(cams[key]).all()]
+
+
 def save_cam_file(path: str | os.PathLike, cams: dict[str, np.ndarray]) -> None:
+    """Write a CAM file; maps holding NaN or infinity are never written."""
+    broken = _nonfinite(cams)
+    if broken:
+        raise CamFileError(f"{path}: not written, {' and '.join(broken)} hold NaN or infinity (a broken network)")
     save_npz(path, **{key: cams[key] for key in CAM_KEYS})
 
 
@@ -53,6 +61,9 @@ def load_cam_file(path: str | os.PathLike, image_size: tuple[int, int] | None = 
     except Exception as exc:  # zip and format errors
         raise CamFileError(f"{path}: unreadable CAM file ({type(exc).__name__}: {exc})") from None
     keys, low, high = cams["keys"], cams["cam"], cams["high_res"]
+    broken = _nonfinite(cams)
+    if broken:
+        raise CamFileError(f"{path}: {' and '.join(broken)} hold NaN or infinity")
     if keys.dtype.kind not in "iu":
         raise CamFileError(f"{path}: keys must be integer class ids, got dtype {keys.dtype}")
     if keys.ndim != 1 or low.ndim != 3 or high.ndim != 3 or len(low) != len(keys) or len(high) != len(keys):

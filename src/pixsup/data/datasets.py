@@ -3,6 +3,7 @@ paired with per-pixel labels from a folder of PNGs (IRN and segmentation trainin
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,16 @@ class _VocSplit(Dataset):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def identity(self) -> dict[str, object]:
+        """What the dataset is, for a resume checkpoint: its folder, split and ids (count and digest)."""
+        digest = hashlib.sha256("\n".join(self.ids).encode()).hexdigest()
+        return {
+            "root": str(self.index.root.resolve()),
+            "split": self.split,
+            "images": len(self.ids),
+            "ids_sha256": digest,
+        }
 
     def _load_image(self, i: int) -> tuple[str, np.ndarray]:
         """The id and decoded image of item ``i``; the first time, the item is checked too, on the

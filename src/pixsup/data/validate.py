@@ -76,9 +76,9 @@ def validate_split(index: VocIndex, split: str, require_mask: bool, progress: bo
         All problem messages, split-file problems first.
 
     Raises:
-        DataError: The split file is missing.
+        DataError: The split file is missing, is not UTF-8 or lists no ids.
     """
-    ids = read_split(index.root, split)
+    ids = read_split(index.root, split, allow_duplicates=True)
     split_path = index.root / SPLIT_DIR / f"{split}.txt"
     problems = [
         f"{split_path}: id {image_id} listed {count} times" for image_id, count in Counter(ids).items() if count > 1

@@ -41,30 +41,46 @@ class ClsLabels(dict):
         self.source = Path(source)
 
 
-def read_split(root: str | os.PathLike, split: str) -> list[str]:
+def read_split(root: str | os.PathLike, split: str, allow_duplicates: bool = False) -> list[str]:
     """Read the ids of ``<root>/ImageSets/Segmentation/<split>.txt``.
 
     Args:
         root: The VOC2012 folder.
         split: Name of the list, e.g. ``train`` or ``train_aug``.
+        allow_duplicates: Keep an id listed twice (for validation, which reports it) instead of
+            refusing the list: a step would count it twice.
 
     Returns:
-        The ids in file order (blank lines skipped, whitespace stripped;
-        duplicates kept so that validation can report them).
+        The ids in file order (blank lines skipped, whitespace and a UTF-8 byte-order mark stripped).
 
     Raises:
-        DataError: The list file is missing; the message lists the split files
-            that do exist.
+        DataError: The list file is missing (the message lists the split files that do exist),
+            is not UTF-8 text, lists no ids, or lists an id twice.
     """
     split_dir = Path(root) / SPLIT_DIR
     path = split_dir / f"{split}.txt"
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         existing = sorted(p.stem for p in split_dir.glob("*.txt")) if split_dir.is_dir() else []
         found = ", ".join(existing) if existing else f"none ({split_dir} holds no .txt lists)"
         raise DataError(f"{path}: split file not found; existing splits: {found}") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids:
+        raise DataError(f"{path}: the split lists no ids")
+    if not allow_duplicates:
+        seen: set[str] = set()
+        repeated = [i for i in ids if i in seen or seen.add(i)]
+        if repeated:
+            raise DataError(
+                f"{path}: {len(repeated)} ids listed more than once, e.g. {repeated[:3]}; "
+                "each image must be listed once"
+            )
+    return ids
 
 
 def load_cls_labels_npy(path: str | os.PathLike) -> ClsLabels:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -13,12 +14,21 @@ from ..cam.cam_files import CamFileError
 from ..checkpoints import CheckpointError
 from ..config import ConfigError
 from ..data.voc import DataError
+from ..engine import NonFiniteLossError
 from ..models.weights import WeightsNotFoundError
 from ..provenance import StepRecord
 from ..runtime.distributed import launch_rank
 
 # Errors caused by inputs: reported as one line naming the file or key, no traceback.
-USER_ERRORS = (ConfigError, DataError, CheckpointError, CamFileError, WeightsNotFoundError, FileNotFoundError)
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    CheckpointError,
+    CamFileError,
+    WeightsNotFoundError,
+    NonFiniteLossError,
+    FileNotFoundError,
+)
 
 
 def parser(step: str, module_doc: str | None) -> argparse.ArgumentParser:
@@ -88,4 +98,12 @@ def run(body: Callable[[], int]) -> int:
     except USER_ERRORS as exc:
         logging.getLogger("pixsup").error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        # A full disk: the atomic writers left nothing half-written behind.
+        message = f"no space left on the device writing {exc.filename or 'an output'}"
+        logging.getLogger("pixsup").error("%s", message)
+        print(f"error: {message}", file=sys.stderr)
         return 1

@@ -47,7 +47,7 @@ def validate_data(
     report: dict[str, Any] = {"root": str(root), "split": split, "ids": 0, "problems": []}
     try:
         cls_labels = load_cls_labels_npy(cls_labels_npy) if cls_labels_npy is not None else None
-        report["ids"] = len(set(read_split(root, split)))
+        report["ids"] = len(set(read_split(root, split, allow_duplicates=True)))
         report["problems"] = validate_split(VocIndex(root, cls_labels), split, require_mask, progress)
     except DataError as exc:
         report["problems"].append(str(exc))
