@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -156,3 +158,28 @@ def test_training_on_broken_data_names_the_file(tmp_path, small_raw, small_voc, 
     err = capsys.readouterr().err
     assert f"{victim}.jpg" in err
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB file system (tmpfs, mounted as root) that a model file cannot fit on."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    folder = tmp_path / "full"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_ends_a_step_with_one_line_naming_the_file(small_voc, small_raw, tmp_path, full_disk, capsys):
+    raw = {**small_raw, "cam_train": {**small_raw["cam_train"], "epochs": 1}}
+    params = write_params(tmp_path / "params.yaml", raw)
+    out = full_disk / "model.pt"
+    code = train_cam.main(
+        ["--params", str(params), "--root", str(small_voc), "--variant", "support", "--out", str(out), "--quiet"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"error: no space left on the device writing {out}.resume.pt" in err and "Traceback" not in err
+    assert list(full_disk.iterdir()) == []

@@ -2,14 +2,17 @@
 
 Each writer renders into a temporary file in the destination folder and
 renames it into place, so a crash never leaves a half-written output that a
-rerun would mistake for a finished one.
+rerun would mistake for a finished one. A write that fails on a full disk raises
+``OSError(ENOSPC)`` naming the output, whichever library was writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,9 +48,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
+        full = _disk_full(exc, path.parent)
         tmp_path.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
         raise
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed for want of space: ENOSPC, or a writer (torch.save) that reports
+    it as a RuntimeError while the folder's file system has (next to) nothing left."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return isinstance(exc, RuntimeError) and shutil.disk_usage(folder).free < 1 << 20
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
