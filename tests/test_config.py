@@ -115,3 +115,24 @@ def test_resolved_section_file_round_trips(tmp_path):
     resolved = tmp_path / "cam_train.yaml"
     resolved.write_text(yaml.safe_dump(section_dict(params, "cam_train")))
     assert load_params(resolved).cam_train == params.cam_train
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"cam_train": {"seed": -1}}, "cam_train.seed: Input should be greater than or equal to 0"),
+        ({"seg_train": {"seed": -3}}, "seg_train.seed: Input should be greater than or equal to 0"),
+        (
+            {"cam_train": {"augment": {"resize_long": [0, 0]}}},
+            "cam_train.augment.resize_long.0: Input should be greater",
+        ),
+        ({"pseudo_labels": {"irn": {"resize_long": [200, 100]}}}, "resize_long [200, 100] must be [lo, hi]"),
+        ({"cam_infer": {"scales": [1.0, 0.0]}}, "cam_infer.scales.1: Input should be greater than 0"),
+        ({"cam_train": {"mam": {"scales": [-0.5, 1.0]}}}, "cam_train.mam.scales.0: Input should be greater than 0"),
+        ({"seg_infer": {"scales": [1.0, -1.0]}}, "seg_infer.scales.1: Input should be greater than 0"),
+    ],
+)
+def test_values_a_step_would_refuse_are_refused_by_the_schema(raw, message):
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert message in str(info.value)

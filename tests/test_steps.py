@@ -183,3 +183,22 @@ def test_a_full_disk_ends_a_step_with_one_line_naming_the_file(small_voc, small_
     assert code == 1
     assert f"error: no space left on the device writing {out}.resume.pt" in err and "Traceback" not in err
     assert list(full_disk.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "change, args, code, message",
+    [
+        ({"backbone": "resnet5"}, [], 2, "cam_train.backbone: unknown backbone 'resnet5'; registered: resnet101, "),
+        ({"batch_size": 25}, [], 2, "cam_train.batch_size 25 is more than the 24 images of split 'train_aug'"),
+        ({}, ["--variant", "full"], 1, "variant 'full' with support.kind: frozen needs the trained SupportNet"),
+        ({}, ["--support", "m.pt"], 1, "variant 'support' is the SupportNet itself and trains without --support"),
+    ],
+)
+def test_what_a_step_refuses_is_one_line(small_voc, small_raw, tmp_path, capsys, change, args, code, message):
+    small_raw["cam_train"].update(change)
+    params = write_params(tmp_path / "params.yaml", small_raw)
+    argv = ["--params", str(params), "--root", str(small_voc), "--variant", "support", "--out", str(tmp_path / "m.pt")]
+    assert train_cam.main([*argv, "--quiet", *args]) == code
+    err = capsys.readouterr().err
+    assert f"error: {message}" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# Sizes and scales of zero or below would run every image at 1x1 pixels.
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+SEED_DESCRIPTION = "Seeds initialisation, shuffling and augmentation (0 or more)."
 
 
 class ConfigError(ValueError):
@@ -117,7 +122,9 @@ class DataConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    resize_long: tuple[int, int] = Field((320, 640), description="Random long-side resize range [lo, hi] in pixels.")
+    resize_long: tuple[PositiveInt, PositiveInt] = Field(
+        (320, 640), description="Random long-side resize range [lo, hi] in pixels."
+    )
     crop_size: int = Field(512, ge=16, description="Square random crop; padding is 0 for images and 255 for labels.")
     flip: bool = Field(True, description="Random horizontal flip.")
     brightness: float = Field(0.3, ge=0.0)
@@ -158,7 +165,7 @@ class RcmConfig(_Section):
 
 class MamConfig(_Section):
     weight: float = Field(1.0, ge=0.0, description="lambda_mam in the full variant.")
-    scales: tuple[float, ...] = Field((0.5, 1.0, 1.5), min_length=1, description="SupportNet input scales.")
+    scales: tuple[PositiveFloat, ...] = Field((0.5, 1.0, 1.5), min_length=1, description="SupportNet input scales.")
     temperature: float = Field(2.0, gt=0.0, description="T of the softmax over scales of the dissimilarity.")
     fusion: Literal["attention", "max", "mean"] = Field("attention", description="How scales fuse into the target.")
     dissimilarity: Literal["abs", "expand"] = Field(
@@ -178,7 +185,7 @@ class CamTrainConfig(_Section):
         description="auto: ImageNet weights where the backbone has them (torch cache; tiny has none); "
         "none: random init; otherwise a path to a weights file.",
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, description=SEED_DESCRIPTION)
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(16, ge=1)
     gpus: int = Field(
@@ -206,7 +213,7 @@ class CamTrainConfig(_Section):
 
 
 class CamInferConfig(_Section):
-    scales: tuple[float, ...] = Field((1.0, 0.5, 1.5, 2.0), min_length=1, description="Inference scales.")
+    scales: tuple[PositiveFloat, ...] = Field((1.0, 0.5, 1.5, 2.0), min_length=1, description="Inference scales.")
     flip: bool = Field(True, description="Add the horizontal flip of every scale.")
     cam_stride: int = Field(4, ge=1, description="Stride of the stored low-resolution `cam` grid.")
     num_workers: int = Field(1, ge=0)
@@ -256,7 +263,7 @@ class IrnConfig(_Section):
         description="auto | none | <path> as in cam_train, or `cam`: the backbone of the CAM network the "
         "labels come from (useful where no ImageNet weights exist, e.g. tiny).",
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, description=SEED_DESCRIPTION)
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
     gpus: int = Field(
@@ -270,12 +277,18 @@ class IrnConfig(_Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(1e-4, ge=0.0)
     poly_power: float = Field(0.9, ge=0.0)
-    resize_long: tuple[int, int] = Field((320, 640), description="Random long-side resize range.")
+    resize_long: tuple[PositiveInt, PositiveInt] = Field((320, 640), description="Random long-side resize range.")
     crop_size: int = Field(512, ge=16, description="Square random crop (labels padded with 255).")
     train_radius: int = Field(10, ge=2, description="Pairs within this radius (stride-4 grid) train the boundary.")
     radius: int = Field(5, ge=2, description="Random-walk neighbourhood radius (stride-4 grid).")
     beta: float = Field(10.0, gt=0.0, description="Affinity exponent of the random walk.")
     exp_times: int = Field(8, ge=0, description="The walk takes 2**exp_times steps.")
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> IrnConfig:
+        if self.resize_long[0] > self.resize_long[1]:
+            raise ValueError(f"resize_long {list(self.resize_long)} must be [lo, hi] with lo <= hi")
+        return self
 
 
 class PseudoLabelsConfig(_Section):
@@ -316,7 +329,7 @@ class SegTrainConfig(_Section):
         "CAM network the masks come from (where no ImageNet weights exist, e.g. tiny).",
     )
     aspp_rates: tuple[int, ...] = Field((6, 12, 18, 24), min_length=1, description="ASPP dilation rates.")
-    seed: int = 0
+    seed: int = Field(0, ge=0, description=SEED_DESCRIPTION)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(10, ge=1)
     gpus: int = Field(
@@ -343,7 +356,7 @@ class SegTrainConfig(_Section):
 
 
 class SegInferConfig(_Section):
-    scales: tuple[float, ...] = Field(
+    scales: tuple[PositiveFloat, ...] = Field(
         (0.5, 0.75, 1.0, 1.25, 1.5), min_length=1, description="Scales of the multi-scale prediction."
     )
     flip: bool = Field(True, description="Add the mirror of every scale in the multi-scale prediction.")

@@ -16,10 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoints import CheckpointError, load_cam_net, save_cam_net
-from ..config import CamTrainConfig
+from ..config import CamTrainConfig, ConfigError
 from ..data.datasets import CamTrainDataset
 from ..engine import TrainingTask, fit, training_ranks
 from ..models import CamNet, create_model
+from ..models.backbones import require_backbone
 from ..models.support import SupportNet
 from ..runtime.distributed import Ranks
 from .losses import PrototypeMemory, classification_loss, mam_loss, mam_target, normalize_cam, rcm_loss, resize_to
@@ -107,6 +108,7 @@ def _build_networks(
             + (" with support.kind: frozen" if variant.self_supervised else "")
             + " needs the trained SupportNet (the support checkpoint): pass --support"
         )
+    require_backbone(cfg.backbone, "cam_train.backbone")
     if support_ckpt is not None:
         main, state = load_cam_net(support_ckpt)
         if state["backbone"] != cfg.backbone:
@@ -145,7 +147,9 @@ def train_cam(
     with training_ranks(cfg.seed, device, cfg.deterministic) as ranks:
         dataset = CamTrainDataset(root, split, cfg.augment, cfg.seed, cls_labels=cls_labels)
         if len(dataset) < cfg.batch_size:
-            raise ValueError(f"split '{split}' has {len(dataset)} images, fewer than batch_size {cfg.batch_size}")
+            raise ConfigError(
+                f"cam_train.batch_size {cfg.batch_size} is more than the {len(dataset)} images of split '{split}'"
+            )
         main, support = _build_networks(cfg, variant, kind, support_ckpt)
         if support is not None:
             support.to(ranks.device)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..config import ConfigError
 from .resnet38 import resnet38
 from .resnet50 import resnet50
 from .resnet101 import resnet101
@@ -43,6 +44,12 @@ def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]
 
 def available_backbones() -> list[str]:
     return sorted(BACKBONES)
+
+
+def require_backbone(name: str, key: str) -> None:
+    """A ConfigError naming the params ``key`` unless ``name`` is in the table."""
+    if name not in BACKBONES:
+        raise ConfigError(f"{key}: unknown backbone '{name}'; registered: {', '.join(available_backbones())}")
 
 
 def create_backbone(name: str, pretrained: str = "auto") -> nn.Module:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -88,7 +89,10 @@ def setup_logging(log_file: str | None, rank: int = 0) -> None:
 
 
 def run(body: Callable[[], int]) -> int:
-    """Run a step body; input errors become ``error: <message>`` and exit status 2 (config) or 1."""
+    """Run a step body; input errors become one line ``error: <message>`` and exit status 2 (config) or 1.
+
+    Besides the named input errors, a ValueError (our checks) or OSError (a refused or full disk)
+    is reported as one line too; set PIXSUP_TRACEBACK=1 to see the traceback instead."""
     try:
         return body()
     except ConfigError as exc:
@@ -99,11 +103,15 @@ def run(body: Callable[[], int]) -> int:
         logging.getLogger("pixsup").error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+    except (ValueError, OSError) as exc:
+        # A check of ours, or a file the system refused: one line (PIXSUP_TRACEBACK=1 shows where).
+        if os.environ.get("PIXSUP_TRACEBACK"):
             raise
-        # A full disk: the atomic writers left nothing half-written behind.
-        message = f"no space left on the device writing {exc.filename or 'an output'}"
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            # A full disk: the atomic writers left nothing half-written behind.
+            message = f"no space left on the device writing {exc.filename or 'an output'}"
+        else:
+            message = str(exc) or type(exc).__name__
         logging.getLogger("pixsup").error("%s", message)
         print(f"error: {message}", file=sys.stderr)
         return 1
