@@ -241,10 +241,21 @@ def test_invalid_shard_raises(shard: int, num_shards: int) -> None:
         shard_positions(5, shard, num_shards)
 
 
-def _write_shards(out: Path, ids: list[str], num_shards: int) -> None:
+RUN = {
+    "split": "train",
+    "model_sha256": "ab12",
+    "scales": [1.0, 0.5],
+    "flip": True,
+    "cam_stride": 4,
+    "precision": "fp32",
+}
+
+
+def _write_shards(out: Path, ids: list[str], num_shards: int, **run_changes: object) -> None:
     for s in range(num_shards):
         part = [ids[p] for p in shard_positions(len(ids), s, num_shards)]
-        manifest = {"ids": part, "split": "train", "scales": [1.0, 0.5], "shard": s, "num_shards": num_shards}
+        run = {**RUN, **(run_changes if s == num_shards - 1 else {})}
+        manifest = {"ids": part, **run, "shard": s, "num_shards": num_shards}
         (out / manifest_name(s, num_shards)).write_text(json.dumps(manifest))
         for image_id in part:
             save_cam_file(out / f"{image_id}.npz", _valid_cams())
@@ -274,4 +285,13 @@ def test_gather_manifests_missing_cam_file(tmp_path: Path) -> None:
     (tmp_path / "img3.npz").unlink()
     with pytest.raises(CamFileError, match="img3"):
         gather_manifests(tmp_path, 2)
+    assert not (tmp_path / "index.json").exists()
+
+
+@pytest.mark.parametrize("change", [{"model_sha256": "cd34"}, {"scales": [1.0]}, {"precision": "bf16"}])
+def test_gather_refuses_shards_of_two_runs(tmp_path: Path, change: dict) -> None:
+    _write_shards(tmp_path, [f"img{i}" for i in range(6)], 3, **change)
+    with pytest.raises(CamFileError) as info:
+        gather_manifests(tmp_path, 3)
+    assert f"{manifest_name(2, 3)}: made by another run than shard 0 ({next(iter(change))} differ)" in str(info.value)
     assert not (tmp_path / "index.json").exists()

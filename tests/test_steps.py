@@ -202,3 +202,29 @@ def test_what_a_step_refuses_is_one_line(small_voc, small_raw, tmp_path, capsys,
     err = capsys.readouterr().err
     assert f"error: {message}" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_a_killed_make_cams_never_leaves_a_folder_that_looks_complete(tmp_path, small_raw, small_voc, monkeypatch):
+    from pixsup.cam import inference
+
+    params = write_params(tmp_path / "params.yaml", {**small_raw, "cam_train": {**small_raw["cam_train"], "epochs": 1}})
+    model, cams = tmp_path / "model.pt", tmp_path / "cams"
+    common = ["--params", str(params), "--root", str(small_voc), "--split", "train", "--quiet"]
+    assert train_cam.main([*common[:4], "--variant", "support", "--out", str(model), "--quiet"]) == 0
+    assert make_cams.main([*common, "--model", str(model), "--out", str(cams)]) == 0
+    assert (cams / "index.json").is_file()
+    written = []
+
+    def killed_after_two(path, arrays):
+        if len(written) == 2:
+            raise KeyboardInterrupt("killed")
+        written.append(path)
+
+    monkeypatch.setattr(inference, "save_cam_file", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        make_cams.main([*common, "--model", str(model), "--out", str(cams)])
+    # The old index went first: evaluation refuses the mixed folder.
+    assert not (cams / "index.json").exists()
+    out = tmp_path / "seeds.json"
+    assert eval_cams.main([*common, "--cams", str(cams), "--out", str(out)]) == 1
+    assert not out.exists()

@@ -122,3 +122,10 @@ def test_shell_commands_quote_every_path(tmp_path):
     quoted = next(c for c in commands if "pixsup.steps.validate_data" in c)
     subprocess.run(quoted.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=repo, capture_output=True)
     assert not (repo / "pwned").exists()
+
+
+def test_dvc_ignores_temporary_files_of_writers():
+    folder = "results/synthetic/full/cams/train"
+    temporary = f"{folder}/.2007_000032.npz.vm-4242.k2x9_ab.tmp.npz"
+    ignored = run(["dvc", "check-ignore", temporary, f"{folder}/2007_000032.npz"], REPO, check=False)
+    assert ignored.stdout.split() == [temporary]

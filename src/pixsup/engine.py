@@ -39,7 +39,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from .checkpoints import load_resume, resume_path, save_resume
-from .files import write_text
+from .files import remove_stale_temporaries, write_text
 from .runtime.device import autocast_for, resolve_device
 from .runtime.distributed import Ranks, RankSliceSampler, process_group
 
@@ -244,6 +244,8 @@ def fit(
     out = Path(out)
     losses_csv = Path(losses_csv) if losses_csv else out.with_name(out.name + ".losses.csv")
     ranks.per_rank_batch(task.batch_size, task.batch_key)
+    if ranks.is_main and out.parent.is_dir():
+        remove_stale_temporaries(out.parent)
     model = task.model.to(ranks.device)
     if ranks.device.type == "cuda":
         model.to(memory_format=torch.channels_last)

@@ -12,7 +12,9 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,31 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+# This machine's name as temporary files carry it: letters, digits and dashes only.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[^.]+\.tmp[^/]*$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that writers on this host left in ``folder`` when they were killed
+    (their process is gone); those of running writers, and of other hosts, stay. Returns the removed."""
+    removed = []
+    for candidate in Path(folder).glob(".*.tmp*"):
+        match = _TEMPORARY.match(candidate.name)
+        if match and match["host"] == _HOST and not _alive(int(match["pid"])):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
 
 
 @contextlib.contextmanager
@@ -36,11 +63,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temporary name keeps the suffix of ``path`` so that libraries which
-    choose a format by extension (PIL, numpy) behave as for the real name.
+    choose a format by extension (PIL, numpy) behave as for the real name, and
+    names the host and process writing it (``.<name>.<host>-<pid>.<random>.tmp<suffix>``),
+    so that :func:`remove_stale_temporaries` can tell a killed writer's file
+    from a running one's. DVC ignores these files (``.dvcignore``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    prefix = f".{path.name}.{_HOST}-{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; artefacts get the usual permissions of a new file.

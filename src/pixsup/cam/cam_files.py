@@ -11,11 +11,14 @@ Normalised: ReLU per scale and flip, summed over all of them, each class map
 divided by its maximum (+1e-5), so values lie in [0, 1] (:mod:`pixsup.cam.inference`).
 
 A CAM folder is complete when its ``index.json`` exists (``make_cams`` writes it
-last, or ``gather_cams`` from the shards' ``index.shard-I-of-N.json``).
+last, or ``gather_cams`` from the shards' ``index.shard-I-of-N.json``, which must
+all name the same model digest and inference settings). ``make_cams`` removes
+``index.json`` and its shard's manifest before it writes any CAM file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.voc import VocIndex
-from ..files import save_npz, write_json
+from ..files import remove_stale_temporaries, save_npz, write_json
 
 CAM_KEYS = ("keys", "cam", "high_res")
 INDEX = "index.json"
@@ -88,8 +91,33 @@ def manifest_name(shard: int, num_shards: int) -> str:
     return f"index.shard-{shard}-of-{num_shards}.json"
 
 
+# The fields every shard of one CAM folder shares: one model, one inference setting.
+RUN_FIELDS = ("split", "model_sha256", "scales", "flip", "cam_stride", "precision")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file (a model's identity in CAM manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def start_cam_folder(out_dir: str | os.PathLike, manifest: str) -> None:
+    """Invalidate a CAM folder before any CAM file is (re)written: its ``index.json`` and the shard's own
+    ``manifest`` go first, so a run killed half-way never leaves a folder that looks complete; killed
+    writers' temporary files go too."""
+    out_dir = Path(out_dir)
+    for name in {INDEX, manifest}:
+        (out_dir / name).unlink(missing_ok=True)
+    if out_dir.is_dir():
+        remove_stale_temporaries(out_dir)
+
+
 def gather_manifests(out_dir: str | os.PathLike, num_shards: int) -> dict[str, object]:
-    """Merge the shard manifests of ``out_dir`` into ``index.json``, checking every CAM file exists."""
+    """Merge the shard manifests of ``out_dir`` into ``index.json``, checking that every shard comes from
+    the same run (model and inference settings) and that every CAM file exists."""
     out_dir = Path(out_dir)
     ids: list[str] = []
     first: dict[str, object] | None = None
@@ -100,9 +128,17 @@ def gather_manifests(out_dir: str | os.PathLike, num_shards: int) -> dict[str, o
         try:
             part = json.loads(path.read_text())
             ids.extend(part["ids"])
+            run = {field: part[field] for field in RUN_FIELDS}
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise CamFileError(f"{path}: not a shard manifest ({type(exc).__name__}: {exc})") from None
-        first = first or part
+        if first is None:
+            first, first_run = part, run
+        elif run != first_run:
+            differ = [field for field in RUN_FIELDS if run[field] != first_run[field]]
+            raise CamFileError(
+                f"{path}: made by another run than shard 0 ({', '.join(differ)} differ); "
+                f"rerun make_cams for the shards of {out_dir}"
+            )
     missing = [i for i in ids if not (out_dir / f"{i}.npz").is_file()]
     if missing:
         raise CamFileError(f"{out_dir}: CAM files missing for {len(missing)} ids, e.g. {missing[:5]}")

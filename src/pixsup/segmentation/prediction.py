@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..config import CrfConfig
 from ..crf import crf_from_probabilities
-from ..data.label_folders import write_label_png, write_manifest
+from ..data.label_folders import start_label_folder, write_label_png, write_manifest
 from ..data.transforms import normalize_image
 from ..data.voc import VocIndex
 from ..files import atomic_path
@@ -65,6 +65,7 @@ def predict_folder(
     given, then ``index.json`` with the ids, the prediction settings and ``manifest``."""
     index = VocIndex(root)
     out = Path(out)
+    start_label_folder(out)
 
     def work(image_id: str) -> str:
         image = index.load_image(image_id)

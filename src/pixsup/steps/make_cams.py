@@ -4,7 +4,8 @@ Inputs:  --model (a train_cam weights file), --root (VOC2012 folder), --split,
          --params (reads section ``cam_infer``; ``data.cls_labels_npy`` if set).
 Outputs: --out, a folder with one ``<id>.npz`` per image (keys ``keys``, ``cam``,
          ``high_res``: see ``pixsup.cam.cam_files``) and a manifest ``index.json``
-         (``ids``, ``split``, ``scales``, ``flip``, ``cam_stride``, ``model``);
+         (``ids``, ``split``, ``scales``, ``flip``, ``cam_stride``, ``precision``, ``model`` and
+         ``model_sha256``, the digest of the model file);
          ``<out>.meta.json``.
 Sharding: ``--shard I/N`` handles every N-th id from I and writes
          ``index.shard-I-of-N.json`` instead of ``index.json``; gather_cams then
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
-from ..cam.cam_files import INDEX, manifest_name, shard_positions
+from ..cam.cam_files import INDEX, file_sha256, manifest_name, shard_positions, start_cam_folder
 from ..cam.inference import dump_cams
 from ..checkpoints import load_cam_net
 from ..config import load_params, section_dict
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         model, _ = load_cam_net(args.model)
         out = Path(args.out)
+        start_cam_folder(out, out_manifest.name)
         started = time.perf_counter()
         dump_cams(
             model,
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 "shard": shard,
                 "num_shards": total,
                 "model": args.model,
+                "model_sha256": file_sha256(args.model),
                 "scales": list(cfg.scales),
                 "flip": cfg.flip,
                 "cam_stride": cfg.cam_stride,

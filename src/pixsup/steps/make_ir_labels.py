@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..cam.cam_files import load_image_and_cams, require_cam_dir
 from ..config import load_params, section_dict
-from ..data.label_folders import write_label_png, write_manifest
+from ..data.label_folders import start_label_folder, write_label_png, write_manifest
 from ..data.voc import read_split
 from ..provenance import StepRecord
 from ..pseudo_labels.refine import confident_labels
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         record = StepRecord("make_ir_labels", section_dict(params, "pseudo_labels"))
         require_cam_dir(args.cams)
         ids = read_split(args.root, args.split)
+        start_label_folder(args.out)
 
         def work(image_id: str) -> str:
             image, cam_arrays = load_image_and_cams(args.root, args.cams, image_id)

@@ -21,7 +21,7 @@ import torch
 
 from ..cam.cam_files import load_image_and_cams, require_cam_dir
 from ..config import load_params, section_dict
-from ..data.label_folders import write_label_png, write_manifest
+from ..data.label_folders import start_label_folder, write_label_png, write_manifest
 from ..data.voc import read_split
 from ..provenance import StepRecord
 from ..pseudo_labels.boundary import load_boundary_net, predict_boundary
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         record = StepRecord("make_pseudo_masks", section_dict(params, "pseudo_labels"))
         require_cam_dir(args.cams)
         ids = read_split(args.root, args.split)
+        start_label_folder(args.out)
         workers = args.workers
         boundary_net = device = None
         if args.method == "irn":

@@ -9,6 +9,7 @@ import stat
 import numpy as np
 import pytest
 
+from pixsup import files
 from pixsup.files import atomic_path, save_npz, save_png, write_json
 from pixsup.provenance import StepRecord, meta_path
 
@@ -60,3 +61,27 @@ def test_step_record_writes_params_versions_seed_and_time(tmp_path):
     assert meta["params"] == {"cam_train": {"lr": 0.1}} and meta["seed"] == 3 and meta["variant"] == "full"
     assert meta["versions"]["torch"] and meta["versions"]["numpy"] and meta["seconds"] >= 0
     assert meta["git_commit"] is None or len(meta["git_commit"]) >= 40
+
+
+def test_killed_writers_temporaries_are_removed_and_running_ones_kept(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname().split(".")[0]
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    names = {
+        "killed": f".model.pt.{host}-{dead_pid}.k2x9_ab.tmp.pt",
+        "running": f".model.pt.{host}-{os.getpid()}.q1w2e3r4.tmp.pt",
+        "other_host": f".model.pt.elsewhere-{dead_pid}.z9y8x7w6.tmp.pt",
+        "artefact": "model.pt",
+    }
+    for name in names.values():
+        (tmp_path / name).write_text("x")
+    assert files.remove_stale_temporaries(tmp_path) == [tmp_path / names["killed"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in names.items() if k != "killed")
+    # The writer's own temporary names carry this host and process.
+    with files.atomic_path(tmp_path / "a.json") as tmp:
+        assert tmp.name.startswith(f".a.json.{host}-{os.getpid()}.") and tmp.name.endswith(".tmp.json")
+        tmp.write_text("{}")
