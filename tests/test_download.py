@@ -82,3 +82,21 @@ def test_archive_names_drop_the_query():
     assert archive_name("https://www.dropbox.com/s/x/SegmentationClassAug.zip?dl=1") == "SegmentationClassAug.zip"
     with pytest.raises(DataError, match="does not end in a file name"):
         archive_name("https://example.org/")
+
+
+def test_a_refused_archive_is_moved_aside_and_fetched_again(tmp_path):
+    mirror = build_mirror(tmp_path / "mirror")
+    good_aug = mirror["aug"].read_bytes()
+    hostile = tmp_path / "hostile.tar"
+    with tarfile.open(hostile, "w") as tar:
+        add_member(tar, "../escape.txt", b"x")
+    mirror["aug"].write_bytes(hostile.read_bytes())  # the mirror serves a hostile archive once
+    archives, root = tmp_path / "archives", tmp_path / "data" / "VOC2012"
+    cfg = _config(mirror, archives, aug_md5=None)  # no MD5 pinned: only unpacking can refuse it
+    with pytest.raises(DataError, match=r"outside the target folder.*moved the archive to .*\.refused"):
+        prepare_voc12(root, cfg, progress=False)
+    assert sorted(p.name for p in archives.iterdir()) == ["SegmentationClassAug.zip.refused", mirror["voc"].name]
+    mirror["aug"].write_bytes(good_aug)
+    result = prepare_voc12(root, cfg, progress=False)
+    assert result["downloaded"] == ["SegmentationClassAug.zip"]
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "data" / "escape.txt").exists()

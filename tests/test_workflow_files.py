@@ -129,3 +129,13 @@ def test_dvc_ignores_temporary_files_of_writers():
     temporary = f"{folder}/.2007_000032.npz.vm-4242.k2x9_ab.tmp.npz"
     ignored = run(["dvc", "check-ignore", temporary, f"{folder}/2007_000032.npz"], REPO, check=False)
     assert ignored.stdout.split() == [temporary]
+
+
+def test_validation_reads_labels_where_the_steps_do(tmp_path):
+    npy = REPO / "tests" / "data" / "voc_sample" / "cls_labels" / "cls_labels.npy"
+    repo = copy_repo(tmp_path / "repo", params={"data": {"cls_labels_npy": str(npy)}})
+    printed = run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "dataset"], repo).stdout
+    validations = [shlex.split(line) for line in printed.splitlines() if "pixsup.steps.validate_data" in line]
+    assert len(validations) == 3
+    for words in validations:
+        assert words[words.index("--cls-labels-npy") + 1] == str(npy)

@@ -64,6 +64,12 @@ rule validate_data:
         require_mask=lambda wildcards: (
             "" if wildcards.split == "train_aug" else "--require-mask"
         ),
+        # The label source the steps read (data.cls_labels_npy when set).
+        cls_labels=(
+            f"--cls-labels-npy {shlex.quote(PARAMS.data.cls_labels_npy)}"
+            if PARAMS.data.cls_labels_npy
+            else ""
+        ),
     shell:
         "python -m pixsup.steps.validate_data --root {params.root:q} --split {wildcards.split:q}"
-        " {params.require_mask} --report {output.report:q} > {log:q} 2>&1"
+        " {params.require_mask} {params.cls_labels} --report {output.report:q} > {log:q} 2>&1"

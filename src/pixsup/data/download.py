@@ -130,11 +130,20 @@ def _find_dir(top: Path, name: str) -> Path:
 
 
 def _unpack_into(archive: Path, folder_name: str, target: Path) -> None:
-    """Unpack ``archive`` beside ``target`` and move its ``folder_name`` folder to ``target``."""
+    """Unpack ``archive`` beside ``target`` and move its ``folder_name`` folder to ``target``.
+
+    An archive refused (corrupt, unsafe members, no ``folder_name`` folder) is moved aside to
+    ``<archive>.refused``, so that the next run downloads it again instead of reusing it.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".unpack-") as staging:
-        extract(archive, staging)
-        os.replace(_find_dir(Path(staging), folder_name), target)
+    try:
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".unpack-") as staging:
+            extract(archive, staging)
+            os.replace(_find_dir(Path(staging), folder_name), target)
+    except DataError as exc:
+        refused = archive.with_name(archive.name + ".refused")
+        os.replace(archive, refused)
+        raise DataError(f"{exc}; moved the archive to {refused}, the next run downloads it again") from None
 
 
 def write_train_aug(root: Path) -> int:
