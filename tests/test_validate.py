@@ -191,3 +191,20 @@ def test_each_item_is_checked_once_across_loader_workers_and_epochs(root: Path, 
 
     monkeypatch.setattr(datasets, "check_item", fail)
     assert len(epoch()) == 2  # new worker processes, nothing checked again
+
+
+@pytest.mark.parametrize("height, width", [(24, 24), (24, 32)])
+def test_an_exif_rotated_photo_is_named_not_used_sideways(root: Path, height: int, width: int) -> None:
+    image_id = "2000_000021"
+    write_item(root, image_id, mask=block_mask(height=height, width=width), objects=[15])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown turned a quarter clockwise
+    Image.fromarray(image(height=height, width=width)).save(root / "JPEGImages" / f"{image_id}.jpg", exif=exif)
+    problems = check_item(VocIndex(root), image_id, require_mask=True)
+    assert problems == [
+        f"{root / 'JPEGImages' / f'{image_id}.jpg'}: EXIF orientation 6 (viewers show it turned a quarter clockwise),"
+        " while masks and CAMs use the stored pixels; save the image upright without the tag and check its mask"
+    ]
+    write_split(root, "rotated", [image_id])
+    with pytest.raises(DataError, match="EXIF orientation 6"):
+        CamInferDataset(root, "rotated")[0]

@@ -120,6 +120,19 @@ def load_cls_labels_npy(path: str | os.PathLike) -> ClsLabels:
     return ClsLabels(labels, path)
 
 
+EXIF_ORIENTATION = 0x0112
+# How a viewer shows a photo with each EXIF orientation (1 is upright).
+ORIENTATIONS = {
+    2: "mirrored",
+    3: "turned 180 degrees",
+    4: "flipped upside down",
+    5: "transposed",
+    6: "turned a quarter clockwise",
+    7: "transversed",
+    8: "turned a quarter counter-clockwise",
+}
+
+
 def _decode(path: Path, what: str) -> Image.Image:
     """Open and fully decode ``path`` so that truncated or corrupt files fail here, not later."""
     if not path.is_file():
@@ -166,9 +179,19 @@ class VocIndex:
         """The image as uint8 ``H x W x 3`` RGB.
 
         Raises:
-            DataError: The JPEG is missing, truncated or corrupt.
+            DataError: The JPEG is missing, truncated or corrupt, or carries an EXIF orientation
+                other than upright (its stored pixels would not match what its mask was drawn on).
         """
-        image = _decode(self.image_path(image_id), "image")
+        path = self.image_path(image_id)
+        image = _decode(path, "image")
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        if orientation != 1:
+            # Viewers rotate such a photo, masks drawn on it follow the view, CAMs the stored pixels.
+            shown = ORIENTATIONS.get(orientation, "rotated")
+            raise DataError(
+                f"{path}: EXIF orientation {orientation} (viewers show it {shown}), while masks and CAMs use the "
+                "stored pixels; save the image upright without the tag and check its mask"
+            )
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
     def load_mask(self, image_id: str) -> np.ndarray | None:
