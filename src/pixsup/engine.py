@@ -42,6 +42,7 @@ from .checkpoints import load_resume, resume_path, save_resume
 from .files import remove_stale_temporaries, write_text
 from .runtime.device import autocast_for, resolve_device
 from .runtime.distributed import Ranks, RankSliceSampler, process_group
+from .runtime.workers import start_worker
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def epoch_loader(
         num_workers=num_workers,
         generator=generator,
         pin_memory=ranks.device.type == "cuda",
+        worker_init_fn=start_worker,
     )
 
 

@@ -108,11 +108,14 @@ def dump_cams(
     from tqdm import tqdm
 
     from ..data.datasets import single_collate
+    from ..runtime.workers import start_worker
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = inference_model(model, device)
-    loader = DataLoader(dataset, batch_size=1, num_workers=cfg.num_workers, collate_fn=single_collate)
+    loader = DataLoader(
+        dataset, batch_size=1, num_workers=cfg.num_workers, collate_fn=single_collate, worker_init_fn=start_worker
+    )
     for item in tqdm(loader, desc=desc, disable=not progress):
         cams = infer_cams(
             model, item["image"], item["label"], cfg.scales, cfg.flip, cfg.cam_stride, device, cfg.precision

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .workers import LOCK_FDS_VARIABLE
+
 
 def visible_devices(env: dict[str, str] | None = None) -> list[str] | None:
     """The devices to share out, or None when the command must run unchanged."""
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen, fds = acquire(devices, lock_dir(), count)
         for fd in fds:
             os.set_inheritable(fd, True)
+        # The step's forked workers close these (pixsup.runtime.workers): only the step holds the device.
+        os.environ[LOCK_FDS_VARIABLE] = ",".join(str(fd) for fd in fds)
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
         print(
             f"pixsup.runtime.gpu_slot: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} for {argv[0]}",

@@ -8,6 +8,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .workers import start_worker
+
 # The work of the running map_ids: forked workers inherit it, so it may be any callable
 # (a closure over a loaded network, say), which a pool could not pickle.
 _work: Callable[[str], Any] | None = None
@@ -26,7 +28,7 @@ def map_ids(work: Callable[[str], Any], ids: list[str], workers: int, desc: str,
         return
     _work = work
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=start_worker) as pool:
             yield from tqdm(
                 pool.imap(_call_work, ids, chunksize=4), total=len(ids), desc=desc, unit="img", disable=not progress
             )
