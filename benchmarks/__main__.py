@@ -27,12 +27,13 @@ from pathlib import Path
 
 from pixsup.files import write_text
 
-from . import data_loading, evaluation, make_cams, random_walk, train_cam, workflow
+from . import data_loading, evaluation, inference_memory, make_cams, random_walk, train_cam, workflow
 from .context import Options
 from .measure import REPO, CheckFailed, Record, table
 
 STAGES: dict[str, Callable[[Options], list[Record]]] = {
     "make_cams": make_cams.run,
+    "inference_memory": inference_memory.run,
     "train_cam": train_cam.run,
     "evaluation": evaluation.run,
     "random_walk": random_walk.run,

@@ -295,3 +295,28 @@ def test_gather_refuses_shards_of_two_runs(tmp_path: Path, change: dict) -> None
         gather_manifests(tmp_path, 3)
     assert f"{manifest_name(2, 3)}: made by another run than shard 0 ({next(iter(change))} differ)" in str(info.value)
     assert not (tmp_path / "index.json").exists()
+
+
+# ----------------------------------------------------------------- max_side
+
+
+def test_an_image_within_max_side_is_untouched() -> None:
+    model, image = _positive_tiny(), _random_image()
+    whole = infer_cams(model, image, _label(2, 14), scales=(1.0, 0.5))
+    bounded = infer_cams(model, image, _label(2, 14), scales=(1.0, 0.5), max_side=max(HEIGHT, WIDTH))
+    assert all(np.array_equal(whole[key], bounded[key]) for key in whole)
+
+
+def test_a_photo_beyond_max_side_is_seen_shrunk_and_given_back_at_its_size() -> None:
+    from PIL import Image
+
+    model = _positive_tiny()
+    photo = np.asarray(Image.fromarray(ramp_image(24, 32)).resize((128, 96), Image.Resampling.BICUBIC))
+    cams = infer_cams(model, photo, _label(2), scales=(1.0,), max_side=32)
+    assert cams["high_res"].shape == (1, 96, 128) and cams["cam"].shape == (1, 24, 32)
+    # What the network saw: the photo shrunk (antialiased, PIL) to 24x32, whose CAMs enlarged match.
+    shrunk = np.asarray(Image.fromarray(photo).resize((32, 24), Image.Resampling.BILINEAR))
+    small = infer_cams(model, shrunk, _label(2), scales=(1.0,))["high_res"][0].astype(np.float32)
+    enlarged = torch.nn.functional.interpolate(torch.from_numpy(small)[None, None], size=(96, 128), mode="bilinear")
+    reference = enlarged[0, 0].numpy() / (enlarged.max().item() + 1e-5)
+    assert np.abs(cams["high_res"][0].astype(np.float32) - reference).max() < 2e-3

@@ -220,6 +220,12 @@ class CamInferConfig(_Section):
     num_shards: int = Field(
         1, ge=1, description="make_cams jobs per split (one GPU each); the CAM files do not depend on it."
     )
+    max_side: int = Field(
+        1000,
+        ge=16,
+        description="An image whose long side exceeds this is shrunk to it before inference (CAMs are still "
+        "given at image size), so memory does not grow with the photo (VOC images are at most 500 px).",
+    )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
         description="fp32, or bf16: bfloat16 autocast, for GPUs and CPUs with bf16 units (on CPUs "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from ..data.transforms import normalize_image
@@ -36,25 +37,35 @@ def cam_maps(
     cam_stride: int = 4,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    max_side: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised float32 CAMs (low-resolution grid, image size) of one uint8 H x W x 3 image for
     the label indices ``class_index`` (class id - 1).
 
     Each scale runs the image and its mirror as one batch of two; ``precision`` ``bf16`` runs the
-    network under bfloat16 autocast (fast where the hardware has bf16 units: CUDA, AMX CPUs).
+    network under bfloat16 autocast (fast where the hardware has bf16 units: CUDA, AMX CPUs). An
+    image whose long side exceeds ``max_side`` is first shrunk to it (antialiased), so the
+    network's memory does not grow with the photo; the CAMs are still given at image size.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision '{precision}' ({' | '.join(PRECISIONS)})")
     device = torch.device(device)
     height, width = image.shape[:2]
     low_size = (math.ceil(height / cam_stride), math.ceil(width / cam_stride))
+    if max_side is not None and max(height, width) > max_side:
+        # Shrink the uint8 photo (antialiased) before anything grows with its size.
+        shrink = max_side / max(height, width)
+        size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    work_height, work_width = image.shape[:2]
     low = torch.zeros(len(class_index), *low_size, device=device)
-    high = torch.zeros(len(class_index), height, width, device=device)
+    # Summed at the working size; a shrunk photo's sum is enlarged to its size once, at the end.
+    high = torch.zeros(len(class_index), work_height, work_width, device=device)
     base = normalize_image(image).unsqueeze(0).to(device)
     classes = torch.as_tensor(class_index, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     for scale in scales if len(class_index) else ():
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        size = (max(1, round(work_height * scale)), max(1, round(work_width * scale)))
         x = base if scale == 1.0 else F.interpolate(base, size=size, mode="bilinear", align_corners=False)
         batch = torch.cat([x, x.flip(-1)]) if flip else x
         with autocast:
@@ -62,7 +73,9 @@ def cam_maps(
         cam = F.relu(cam.float())[:, classes]
         cam = cam[0:1] + cam[1:2].flip(-1) if flip else cam
         low += F.interpolate(cam, size=low_size, mode="bilinear", align_corners=False)[0]
-        high += F.interpolate(cam, size=(height, width), mode="bilinear", align_corners=False)[0]
+        high += F.interpolate(cam, size=(work_height, work_width), mode="bilinear", align_corners=False)[0]
+    if (work_height, work_width) != (height, width):
+        high = F.interpolate(high[None], size=(height, width), mode="bilinear", align_corners=False)[0]
     if len(class_index):
         low /= low.flatten(1).amax(dim=1)[:, None, None] + 1e-5
         high /= high.flatten(1).amax(dim=1)[:, None, None] + 1e-5
@@ -78,11 +91,12 @@ def infer_cams(
     cam_stride: int = 4,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    max_side: int | None = None,
 ) -> dict[str, np.ndarray]:
     """The CAM file contents of one image (uint8 H x W x 3) for the classes of its label
     (float (20,) multi-hot); see :func:`cam_maps`."""
     keys = np.nonzero(label)[0]
-    low, high = cam_maps(model, image, keys, scales, flip, cam_stride, device, precision)
+    low, high = cam_maps(model, image, keys, scales, flip, cam_stride, device, precision, max_side)
     return {
         "keys": (keys + 1).astype(np.int64),
         "cam": low.cpu().numpy().astype(np.float16),
@@ -118,6 +132,14 @@ def dump_cams(
     )
     for item in tqdm(loader, desc=desc, disable=not progress):
         cams = infer_cams(
-            model, item["image"], item["label"], cfg.scales, cfg.flip, cfg.cam_stride, device, cfg.precision
+            model,
+            item["image"],
+            item["label"],
+            cfg.scales,
+            cfg.flip,
+            cfg.cam_stride,
+            device,
+            cfg.precision,
+            cfg.max_side,
         )
         save_cam_file(out_dir / f"{item['id']}.npz", cams)
