@@ -139,3 +139,14 @@ def test_validation_reads_labels_where_the_steps_do(tmp_path):
     assert len(validations) == 3
     for words in validations:
         assert words[words.index("--cls-labels-npy") + 1] == str(npy)
+
+
+def test_the_bad_input_table_names_tests_that_exist():
+    table = (REPO / "docs" / "bad-input.md").read_text()
+    named = re.findall(r"`(test_\w+)\.py::(test_\w+)`", table)
+    shorthand = re.findall(r"(?<!::)`(test_\w+)`", table)
+    assert len(named) > 20
+    defined = {path.stem: path.read_text() for path in (REPO / "tests").glob("test_*.py")}
+    missing = [f"{module}::{name}" for module, name in named if f"def {name}(" not in defined.get(module, "")]
+    missing += [name for name in shorthand if not any(f"def {name}(" in text for text in defined.values())]
+    assert missing == []
