@@ -389,3 +389,33 @@ def test_crf_refines_prediction_probabilities_along_colour_edges():
     labels = refined.argmax(0)
     # The undecided band between the two halves follows the colour edge at column 12.
     assert (labels[:, :12] == 0).all() and (labels[:, 12:] == 1).all()
+
+
+def test_a_killed_mask_run_leaves_a_folder_no_step_reads(work, monkeypatch, capsys):
+    from pixsup.steps import make_pseudo_masks as step
+
+    f, root, params = work["folder"], str(work["root"]), str(work["params"])
+    out = f / "masks_killed"
+    argv = ["--params", params, "--root", root, "--cams", str(work["cams"]), "--method", "cam", "--out", str(out)]
+    assert make_pseudo_masks.main([*argv, "--quiet"]) == 0  # a finished folder first
+    real_write, written = step.write_label_png, []
+
+    def killed_after_two(path, labels):
+        if len(written) == 2:
+            raise KeyboardInterrupt("killed")
+        written.append(path)
+        real_write(path, labels)
+
+    monkeypatch.setattr(step, "write_label_png", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        make_pseudo_masks.main([*argv, "--quiet"])
+    monkeypatch.undo()
+    capsys.readouterr()
+    metrics = f / "killed.json"
+    assert eval_masks.main(["--root", root, "--masks", str(out), "--out", str(metrics), "--quiet"]) == 1
+    assert f"error: {out}: unfinished (a run stopped while writing it)" in capsys.readouterr().err
+    assert train_seg.main(["--params", params, "--root", root, "--masks", str(out), "--out", str(f / "k.pt")]) == 1
+    assert not metrics.exists() and not (f / "k.pt").exists()
+    # Run to the end, the folder is read again.
+    assert make_pseudo_masks.main([*argv, "--quiet"]) == 0
+    assert eval_masks.main(["--root", root, "--masks", str(out), "--out", str(metrics), "--quiet"]) == 0

@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..config import AugmentConfig
+from .label_folders import require_finished
 from .transforms import Compose, build_train_transform, normalize_image
 from .validate import check_item
 from .voc import DataError, VocIndex, read_split
@@ -129,7 +130,8 @@ class LabelFolderDataset(_VocSplit):
     Item ``i`` of epoch ``e`` is augmented with ``np.random.default_rng([seed, e, i])``.
 
     Raises:
-        DataError: ``label_dir`` lacks a PNG for some id of the split (the message names the folder and ids).
+        DataError: ``label_dir`` is unfinished, or lacks a PNG for some id of the split (the message names
+            the folder and ids).
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class LabelFolderDataset(_VocSplit):
     ) -> None:
         super().__init__(root, split)
         self.label_dir = Path(label_dir)
+        require_finished(self.label_dir)
         missing = [i for i in self.ids if not (self.label_dir / f"{i}.png").is_file()]
         if missing:
             raise DataError(

@@ -1,8 +1,11 @@
 """Folders of label PNGs (pseudo masks, segmentation predictions): one palette PNG per image and a manifest.
 
-A folder is complete when its ``index.json`` (``ids`` and what made them) exists:
-it is written last, and removed first by :func:`start_label_folder` before a run
-writes any PNG, so a killed run never leaves a folder that looks complete.
+A folder a step writes is complete when its ``index.json`` (``ids`` and what made
+them) exists: :func:`start_label_folder` removes it and leaves an ``.incomplete``
+marker before a run writes any PNG, and :func:`write_manifest` writes it and drops
+the marker last. Readers refuse a folder with the marker
+(:func:`require_finished`), so a killed run never leaves a folder that passes for
+a finished one. A folder without either (ground-truth masks) is read as it is.
 """
 
 from __future__ import annotations
@@ -13,18 +16,27 @@ from typing import Any
 
 import numpy as np
 
-from ..files import remove_stale_temporaries, save_png, write_json
+from ..files import remove_stale_temporaries, save_png, write_json, write_text
+from .voc import DataError
 from .voc_format import voc_palette
 
 MANIFEST = "index.json"
+INCOMPLETE = ".incomplete"
 
 
 def start_label_folder(out_dir: str | os.PathLike) -> None:
-    """Before a run writes into ``out_dir``: its manifest goes first, and killed writers' temporary files."""
+    """Before a run writes into ``out_dir``: its manifest goes, the ``.incomplete`` marker comes, and killed
+    writers' temporary files go."""
     out_dir = Path(out_dir)
     (out_dir / MANIFEST).unlink(missing_ok=True)
-    if out_dir.is_dir():
-        remove_stale_temporaries(out_dir)
+    write_text(out_dir / INCOMPLETE, "a run is writing this folder, or stopped before it finished\n")
+    remove_stale_temporaries(out_dir)
+
+
+def require_finished(folder: str | os.PathLike) -> None:
+    """A DataError when a run that writes ``folder`` has not finished it."""
+    if (Path(folder) / INCOMPLETE).exists():
+        raise DataError(f"{folder}: unfinished (a run stopped while writing it); rerun the step that writes it")
 
 
 def write_label_png(path: Path, labels: np.ndarray) -> None:
@@ -35,3 +47,4 @@ def write_label_png(path: Path, labels: np.ndarray) -> None:
 def write_manifest(out_dir: str | os.PathLike, ids: list[str], **fields: Any) -> None:
     """``index.json``, written last: its presence means every PNG of the split is there."""
     write_json(Path(out_dir) / MANIFEST, {"ids": ids, **fields})
+    (Path(out_dir) / INCOMPLETE).unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..cam.cam_files import load_cam_file
 from ..data.datasets import read_label_png
+from ..data.label_folders import require_finished
 from ..data.voc import DataError, VocIndex, read_split
 from ..data.voc_format import IGNORE_INDEX, NUM_CLASSES
 from ..runtime.read_ahead import read_ahead
@@ -57,6 +58,7 @@ def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, p
             that are not class ids (255 allowed in the ground truth); the message names it.
     """
     masks_dir = Path(masks_dir)
+    require_finished(masks_dir)
     index = VocIndex(root)
     ids = read_split(root, split)
     missing = [i for i in ids if not (masks_dir / f"{i}.png").is_file()]
