@@ -104,3 +104,64 @@ def test_weights_with_nan_are_neither_written_nor_read(tmp_path):
     torch.save({"format": "pixsup.test/1", "model": net.state_dict()}, tmp_path / "planted.pt")
     with pytest.raises(CheckpointError, match=r"planted\.pt: 1 weight tensors hold NaN or infinity"):
         read_trained(tmp_path / "planted.pt", "pixsup.test/1")
+
+
+class _Points(torch.utils.data.Dataset):
+    """Eight points of a line, one of which (``poisoned``) makes the loss NaN."""
+
+    def __init__(self, poisoned: tuple[int, ...]) -> None:
+        self.poisoned = poisoned
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        x = torch.tensor([float(i)])
+        return {"image": x, "target": 2 * x, "poisoned": torch.tensor(i in self.poisoned)}
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def identity(self) -> dict[str, object]:
+        return {"points": 8, "poisoned": list(self.poisoned)}
+
+
+def _fit_line(tmp_path, poisoned: tuple[int, ...], skips: int):
+    from types import SimpleNamespace
+
+    from pixsup.engine import TrainingTask, fit
+    from pixsup.runtime.distributed import Ranks
+
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+
+    def losses(net, batch, epoch):
+        error = (net(batch["image"]) - batch["target"]) ** 2
+        error = torch.where(batch["poisoned"][:, None], torch.full_like(error, math.nan), error)
+        return {"loss": error.mean()}
+
+    task = TrainingTask(
+        name="line", model=model, dataset=_Points(poisoned), batch_size=2, batch_key="batch_size",
+        param_groups=[{"params": list(model.parameters()), "lr": 0.01}], loss_columns=("loss",), losses=losses,
+        save=lambda path: save_trained(path, "pixsup.line/1", model),
+    )  # fmt: skip
+    schedule = SimpleNamespace(
+        seed=0, epochs=2, num_workers=0, momentum=0.0, weight_decay=0.0, poly_power=0.0, nonfinite_skips=skips
+    )
+    return fit(task, schedule, tmp_path / "line.pt", {}, Ranks(), progress=False), model
+
+
+def test_non_finite_iterations_are_skipped_up_to_the_allowance(tmp_path):
+    from pixsup.engine import NonFiniteLossError
+
+    # Point 5 is in one batch per epoch: two non-finite iterations in the run.
+    with pytest.raises(NonFiniteLossError, match=r"line: the loss is not finite at epoch 1"):
+        _fit_line(tmp_path / "none", (5,), skips=0)
+    with pytest.raises(NonFiniteLossError, match=r"line: the loss is not finite at epoch 2"):
+        _fit_line(tmp_path / "one", (5,), skips=1)
+    summary, model = _fit_line(tmp_path / "two", (5,), skips=2)
+    assert summary["finished"] and summary["iterations"] == 8 and math.isfinite(summary["final_epoch_losses"]["loss"])
+    rows = (tmp_path / "two" / "line.pt.losses.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[1] for row in rows] == [str(i) for i in range(1, 9)]
+    assert sum(row.endswith(",nan") for row in rows) == 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -21,6 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 SEED_DESCRIPTION = "Seeds initialisation, shuffling and augmentation (0 or more)."
+SKIP_DESCRIPTION = (
+    "Iterations whose loss is NaN or infinite that training skips (no optimiser step) before it stops "
+    "with an error; 0 stops at the first."
+)
 
 
 class ConfigError(ValueError):
@@ -200,6 +204,7 @@ class CamTrainConfig(_Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(1e-4, ge=0.0, description="1e-4 for resnet50; the resnet38 lineage uses 5e-4.")
     poly_power: float = Field(0.9, ge=0.0, description="lr = base * (1 - it / max_it) ** poly_power.")
+    nonfinite_skips: int = Field(0, ge=0, description=SKIP_DESCRIPTION)
     proj_dim: int = Field(256, ge=1, description="Projection head output size D.")
     warmup_epochs: int = Field(1, ge=0, description="Epochs before RCM/MAM switch on (support.kind: ema only).")
     deterministic: bool = Field(True, description="Ask torch for deterministic kernels (slower on CUDA).")
@@ -283,6 +288,7 @@ class IrnConfig(_Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(1e-4, ge=0.0)
     poly_power: float = Field(0.9, ge=0.0)
+    nonfinite_skips: int = Field(0, ge=0, description=SKIP_DESCRIPTION)
     resize_long: tuple[PositiveInt, PositiveInt] = Field((320, 640), description="Random long-side resize range.")
     crop_size: int = Field(512, ge=16, description="Square random crop (labels padded with 255).")
     train_radius: int = Field(10, ge=2, description="Pairs within this radius (stride-4 grid) train the boundary.")
@@ -350,6 +356,7 @@ class SegTrainConfig(_Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     poly_power: float = Field(0.9, ge=0.0)
+    nonfinite_skips: int = Field(0, ge=0, description=SKIP_DESCRIPTION)
     scale_range: tuple[float, float] = Field((0.5, 1.5), description="Random rescale factor range.")
     crop_size: int = Field(321, ge=16, description="Square random crop (masks padded with 255).")
     flip: bool = True

@@ -27,6 +27,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ class Schedule(Protocol):
     momentum: float
     weight_decay: float
     poly_power: float
+    nonfinite_skips: int
 
 
 def seed_everything(seed: int) -> None:
@@ -177,8 +179,13 @@ def train_one_epoch(
     epochs: int,
     ranks: Ranks,
     progress: bool,
+    skips_left: int = 0,
 ) -> list[dict[str, float]]:
-    """One pass over ``loader``; returns a loss row per iteration (terms averaged over ranks)."""
+    """One pass over ``loader``; returns a loss row per iteration (terms averaged over ranks).
+
+    An iteration whose loss is not finite takes no optimiser step (its row keeps the values);
+    past ``skips_left`` such iterations, a NonFiniteLossError stops the training.
+    """
     model.train()
     amp = autocast_for(ranks.device)
     rows = []
@@ -191,17 +198,26 @@ def train_one_epoch(
             terms = task.losses(model, batch, epoch)
         # The global batch's values, the same on every rank: all ranks stop together on a bad one.
         values = ranks.mean_over_ranks({column: terms[column] for column in task.loss_columns})
-        if not all(math.isfinite(value) for value in values.values()):
+        finite = all(math.isfinite(value) for value in values.values())
+        where = f"{task.name}: the loss is not finite at epoch {epoch + 1}, iteration {scheduler.last_epoch + 1}"
+        terms_text = ", ".join(f"{k} {v:g}" for k, v in values.items())
+        if not finite and skips_left == 0:
             raise NonFiniteLossError(
-                f"{task.name}: the loss is not finite at epoch {epoch + 1}, iteration {scheduler.last_epoch + 1} "
-                f"({', '.join(f'{k} {v:g}' for k, v in values.items())}): training diverged; lower the learning "
-                "rate (nothing of this epoch was written)"
+                f"{where} ({terms_text}): training diverged; lower the learning rate (nothing of this epoch was "
+                "written)"
             )
         optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        scheduler.step()
-        task.after_step()
+        if finite:
+            terms["loss"].backward()
+            optimizer.step()
+            task.after_step()
+        else:
+            skips_left -= 1
+            log.warning("%s (%s): iteration skipped, %d more may be", where, terms_text, skips_left)
+        with warnings.catch_warnings():
+            # A skipped first iteration steps the schedule before the optimiser ever did: the iteration counts.
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            scheduler.step()
         row = {"epoch": epoch, "iteration": scheduler.last_epoch, "lr": optimizer.param_groups[0]["lr"]}
         row.update(values)
         rows.append(row)
@@ -219,7 +235,9 @@ def loss_log_text(rows: list[dict[str, float]], columns: tuple[str, ...]) -> str
 
 
 def _epoch_means(rows: list[dict[str, float]], epoch: int, columns: tuple[str, ...]) -> dict[str, float]:
-    return {column: float(np.mean([row[column] for row in rows if row["epoch"] == epoch])) for column in columns}
+    """The mean of each term over the epoch's iterations that took a step (a finite loss)."""
+    stepped = [row for row in rows if row["epoch"] == epoch and math.isfinite(row["loss"])]
+    return {column: float(np.mean([row[column] for row in stepped])) for column in columns}
 
 
 def fit(
@@ -237,8 +255,9 @@ def fit(
 
     After every epoch ``<out>.resume.pt`` holds the whole state; when it exists at start and
     was written for the same ``identity`` (with the dataset's own identity added: folder, split,
-    ids), training resumes from it and ends with the weights of an uninterrupted run. A loss
-    that is not finite stops the training (NonFiniteLossError) before its step is taken.
+    ids), training resumes from it and ends with the weights of an uninterrupted run. An iteration
+    whose loss is not finite takes no step; past ``schedule.nonfinite_skips`` of them (counted
+    over the whole run, resumes included) the training stops with a NonFiniteLossError.
     ``stop_after_epoch`` ends the run after that epoch, leaving only the resume checkpoint.
     Returns a summary: ``finished``, ``epochs_done`` and, when finished, ``iterations``,
     ``processes``, ``seconds_this_run`` and ``final_epoch_losses``.
@@ -268,7 +287,19 @@ def fit(
     for epoch in range(start_epoch, schedule.epochs):
         task.dataset.set_epoch(epoch)
         loader = epoch_loader(task.dataset, task.batch_size, schedule.seed, epoch, schedule.num_workers, ranks)
-        rows += train_one_epoch(task, trained, optimizer, scheduler, loader, epoch, schedule.epochs, ranks, progress)
+        skipped = sum(not math.isfinite(row["loss"]) for row in rows)
+        rows += train_one_epoch(
+            task,
+            trained,
+            optimizer,
+            scheduler,
+            loader,
+            epoch,
+            schedule.epochs,
+            ranks,
+            progress,
+            skips_left=schedule.nonfinite_skips - skipped,
+        )
         means = _epoch_means(rows, epoch, task.loss_columns)
         log.info(
             "%s epoch %d/%d: %s",
