@@ -100,3 +100,20 @@ def test_a_refused_archive_is_moved_aside_and_fetched_again(tmp_path):
     result = prepare_voc12(root, cfg, progress=False)
     assert result["downloaded"] == ["SegmentationClassAug.zip"]
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "data" / "escape.txt").exists()
+
+
+def test_the_test_tar_adds_the_test_split(tmp_path):
+    mirror = build_mirror(tmp_path / "mirror")
+    test_tar = tmp_path / "mirror" / "VOC2012test.tar"
+    with tarfile.open(test_tar, "w") as tar:
+        voc_tar = tarfile.open(mirror["voc"])
+        jpeg = voc_tar.extractfile(f"VOCdevkit/VOC2012/JPEGImages/{TRAIN[0]}.jpg").read()
+        add_member(tar, "VOCdevkit/VOC2012/JPEGImages/2008_000001.jpg", jpeg)
+        add_member(tar, "VOCdevkit/VOC2012/ImageSets/Segmentation/test.txt", b"2008_000001\n")
+    root = tmp_path / "data" / "VOC2012"
+    prepare_voc12(root, _config(mirror, tmp_path / "archives"), progress=False)
+    assert not (root / "ImageSets" / "Segmentation" / "test.txt").exists()  # trainval alone has no test split
+    result = prepare_voc12(root, _config(mirror, tmp_path / "archives", test_url=test_tar.as_uri()), progress=False)
+    assert result["downloaded"] == ["VOC2012test.tar"]
+    assert read_split(root, "test") == ["2008_000001"]
+    assert VocIndex(root).load_image("2008_000001").shape[2] == 3

@@ -419,3 +419,19 @@ def test_a_killed_mask_run_leaves_a_folder_no_step_reads(work, monkeypatch, caps
     # Run to the end, the folder is read again.
     assert make_pseudo_masks.main([*argv, "--quiet"]) == 0
     assert eval_masks.main(["--root", root, "--masks", str(out), "--out", str(metrics), "--quiet"]) == 0
+
+
+def test_without_a_test_split_the_submission_is_skipped_and_says_why(work, tmp_path):
+    root = tmp_path / "VOC2012"
+    shutil.copytree(work["root"], root)
+    (root / "ImageSets" / "Segmentation" / "test.txt").unlink()  # as in the VOC 2012 trainval tar
+    preds, tar = tmp_path / "comp6_test_cls", tmp_path / "submission.tar"
+    never = tmp_path / "no_model.pt"  # not needed when there is nothing to predict
+    assert make_test_submission.main(
+        ["--params", str(work["params"]), "--root", str(root), "--model", str(never), "--out", str(preds)]
+        + ["--tar", str(tar), "--quiet"]
+    ) == 0  # fmt: skip
+    manifest = json.loads((preds / "index.json").read_text())
+    assert manifest["ids"] == [] and "no ImageSets/Segmentation/test.txt" in manifest["skipped"]
+    with tarfile.open(tar) as archive:
+        assert archive.getnames() == []

@@ -208,3 +208,17 @@ def test_an_exif_rotated_photo_is_named_not_used_sideways(root: Path, height: in
     write_split(root, "rotated", [image_id])
     with pytest.raises(DataError, match="EXIF orientation 6"):
         CamInferDataset(root, "rotated")[0]
+
+
+def test_a_test_split_is_checked_for_images_only_and_may_be_absent(root: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    assert main(["--root", str(root), "--split", "test", "--images-only", "--optional", "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["absent"] is True
+    # Images without masks or labels pass; an undecodable one is named.
+    write_item(root, "2000_000031")
+    (root / "Annotations" / "2000_000031.xml").unlink(missing_ok=True)
+    write_split(root, "test", ["2000_000031", "2000_000002"])
+    assert main(["--root", str(root), "--split", "test", "--images-only", "--optional", "--report", str(report)]) == 1
+    assert json.loads(report.read_text())["problems"] == [
+        problem for problem in check_item(VocIndex(root), "2000_000002", require_mask=False) if "JPEGImages" in problem
+    ]

@@ -107,6 +107,12 @@ class Voc12DownloadConfig(_Section):
         description="MD5 of the zip. The mirror publishes none; prepare_data records the MD5 it saw in "
         "its manifest so a lab can pin it here.",
     )
+    test_url: str | None = Field(
+        None,
+        description="The VOC 2012 test tar (from the evaluation server, for registered users); its images and "
+        "test.txt are added to data.root. null: no test split, and the test submission is skipped.",
+    )
+    test_md5: str | None = Field(None, description="MD5 of the test tar (null: not checked).")
     archive_dir: str = Field("data/downloads", description="Where downloaded archives are kept (and reused).")
 
 

@@ -58,7 +58,7 @@ STEP_SECTIONS = {
 wildcard_constraints:
     dataset=DATASET,
     variant="|".join(VARIANTS),
-    split="train|train_aug|val",
+    split="train|train_aug|val|test",
     step="|".join(STEP_SECTIONS),
     shard=r"\d+",
     method="irn|crf|cam",
@@ -95,9 +95,10 @@ def results(path):
 
 
 def dataset_files():
+    # test: images only, and only if the dataset has a test split (the VOC 2012 trainval tar has none).
     return [results("data/prepared.json")] + [
         results(f"data/validate_{split}.json")
-        for split in ("train_aug", SEED_SPLIT, "val")
+        for split in ("train_aug", SEED_SPLIT, "val", "test")
     ]
 
 

@@ -60,10 +60,12 @@ rule validate_data:
         runtime=60,
     params:
         root=DATA_ROOT,
-        # train_aug is only read for image-level labels; evaluated splits need masks.
-        require_mask=lambda wildcards: (
-            "" if wildcards.split == "train_aug" else "--require-mask"
-        ),
+        # train_aug is only read for image-level labels; evaluated splits need masks;
+        # test has images only, and may be absent.
+        checks=lambda wildcards: {
+            "train_aug": "",
+            "test": "--images-only --optional",
+        }.get(wildcards.split, "--require-mask"),
         # The label source the steps read (data.cls_labels_npy when set).
         cls_labels=(
             f"--cls-labels-npy {shlex.quote(PARAMS.data.cls_labels_npy)}"
@@ -72,4 +74,4 @@ rule validate_data:
         ),
     shell:
         "python -m pixsup.steps.validate_data --root {params.root:q} --split {wildcards.split:q}"
-        " {params.require_mask} {params.cls_labels} --report {output.report:q} > {log:q} 2>&1"
+        " {params.checks} {params.cls_labels} --report {output.report:q} > {log:q} 2>&1"

@@ -14,6 +14,7 @@ rule make_report:
         masks=mask_metric_files().values(),
         seg=seg_metric_files().values(),
         submission=submission_files(),
+        test_preds="results/{dataset}/VOC2012/Segmentation/comp6_test_cls",
         cams=expand(
             "results/{{dataset}}/{variant}/cams/{split}/index.json",
             split=SEED_SPLIT,
@@ -69,5 +70,5 @@ rule make_report:
     shell:
         "python -m pixsup.steps.make_report --params {input.params:q} --root {params.root:q} --split {params.split:q}"
         " --seeds {params.seeds} --masks {params.masks} --seg {params.seg} --losses {params.losses}"
-        " --cams {params.cams} --out {params.out:q}"
+        " --cams {params.cams} --test-preds {input.test_preds:q} --out {params.out:q}"
         " --log {log:q} --quiet"

@@ -86,7 +86,7 @@ rule make_test_submission:
     input:
         params=params_file("seg_infer"),
         model="results/{dataset}/seg/model.pt",
-        prepared="results/{dataset}/data/prepared.json",
+        validated="results/{dataset}/data/validate_test.json",
     output:
         preds=directory("results/{dataset}/VOC2012/Segmentation/comp6_test_cls"),
         tar="results/{dataset}/submission_test.tar",

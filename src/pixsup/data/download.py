@@ -163,7 +163,9 @@ def write_train_aug(root: Path) -> int:
 def prepare_voc12(root: str | os.PathLike, cfg: Any, progress: bool = True) -> dict[str, Any]:
     """Make ``root`` a complete VOC2012 folder with SegmentationClassAug and ``train_aug.txt``.
 
-    Parts that are already there (a lab's own VOCdevkit) are kept and not downloaded.
+    Parts that are already there (a lab's own VOCdevkit) are kept and not downloaded. The test
+    split (images and ``test.txt``) is added from ``cfg.test_url`` when one is given; without it
+    the folder has no test split and the workflow skips the test submission.
 
     Args:
         root: The VOC2012 folder to fill (``data.root``).
@@ -185,4 +187,30 @@ def prepare_voc12(root: str | os.PathLike, cfg: Any, progress: bool = True) -> d
         _unpack_into(path, MASK_AUG_DIR, root / MASK_AUG_DIR)
     if not (root / SPLIT_DIR / "train_aug.txt").is_file():
         log.info("train_aug.txt: %d ids", write_train_aug(root))
+    if cfg.test_url and not (root / SPLIT_DIR / "test.txt").is_file():
+        path, md5 = fetch(cfg.test_url, cfg.archive_dir, cfg.test_md5, progress)
+        archives[path.name] = {"url": cfg.test_url, "md5": md5}
+        log.info("test split: %d images added", _add_test_split(path, root))
     return {"archives": archives, "downloaded": sorted(archives)}
+
+
+def _add_test_split(archive: Path, root: Path) -> int:
+    """Add the test tar's images and ``test.txt`` to the VOC2012 folder ``root`` (which holds trainval)."""
+    with tempfile.TemporaryDirectory(dir=root.parent, prefix=".unpack-") as staging:
+        try:
+            extract(archive, staging)
+            unpacked = _find_dir(Path(staging), "VOC2012")
+        except DataError as exc:
+            refused = archive.with_name(archive.name + ".refused")
+            os.replace(archive, refused)
+            raise DataError(f"{exc}; moved the archive to {refused}, the next run downloads it again") from None
+        split = unpacked / SPLIT_DIR / "test.txt"
+        if not split.is_file():
+            raise DataError(f"{archive}: holds no {SPLIT_DIR}/test.txt; is it the VOC 2012 test tar?")
+        images = sorted((unpacked / JPEG_DIR).glob("*.jpg"))
+        for image in images:
+            target = root / JPEG_DIR / image.name
+            if not target.exists():
+                os.replace(image, target)
+        os.replace(split, root / SPLIT_DIR / "test.txt")  # last: the split appears once its images are there
+    return len(images)

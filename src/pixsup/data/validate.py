@@ -88,5 +88,19 @@ def validate_split(index: VocIndex, split: str, require_mask: bool, progress: bo
     return problems
 
 
+def validate_images(index: VocIndex, split: str, progress: bool = True) -> list[str]:
+    """The problems of a split that has images only (test): duplicates, and each image that cannot be
+    decoded or is not upright."""
+    ids = read_split(index.root, split, allow_duplicates=True)
+    split_path = index.root / SPLIT_DIR / f"{split}.txt"
+    problems = [f"{split_path}: id {i} listed {count} times" for i, count in Counter(ids).items() if count > 1]
+    for image_id in tqdm(list(dict.fromkeys(ids)), desc=f"validate {split}", file=sys.stderr, disable=not progress):
+        try:
+            index.load_image(image_id)
+        except DataError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def _hw(shape: tuple[int, ...]) -> str:
     return f"{shape[0]}x{shape[1]}"

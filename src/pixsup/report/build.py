@@ -39,6 +39,7 @@ class ReportInputs:
     dvc_lock: str | None = "dvc.lock"
     mask_method: str = "irn"
     seg_trained_on: str = ""
+    test_skipped: str | None = None  # why there is no test submission, when there is none
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -80,7 +81,9 @@ def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
             out / "tables" / "seeds_masks",
         ),
         "segmentation": tables.write_table(
-            tables.segmentation_table(segs, sources, inputs.seg_backbone, peers, inputs.dataset, inputs.seg_trained_on),
+            tables.segmentation_table(
+                segs, sources, inputs.seg_backbone, peers, inputs.dataset, inputs.seg_trained_on, inputs.test_skipped
+            ),
             out / "tables" / "segmentation",
         ),
         "ablation": tables.write_table(

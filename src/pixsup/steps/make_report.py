@@ -6,7 +6,8 @@ Inputs:  --seeds NAME=PATH ... (eval_cams JSON per variant: support, baseline_sa
          loss CSVs), --cams NAME=DIR ... (CAM folders shown in the gallery, in column order), --root
          (VOC2012 folder),
          --params (the resolved params; reads ``report``, the backbones and
-         ``pseudo_labels.method``, and hashes all of it for provenance), --dvc-lock (for the dataset hash).
+         ``pseudo_labels.method``, and hashes all of it for provenance), --dvc-lock (for the dataset hash),
+         --test-preds (the make_test_submission folder: the report says when it was skipped).
 Outputs: --out, a folder with ``tables/{seeds_masks,segmentation,ablation}.{csv,md,tex}``,
          ``figures/{cam_gallery,threshold_curves,loss_curves}.{png,pdf}``, ``summary.json``
          (``seed_miou``, ``seed_best_threshold``, ``mask_miou`` by variant/method, ``val_miou``
@@ -24,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..config import load_params
@@ -42,6 +44,13 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     return pairs
 
 
+def _test_skipped(folder: str | None) -> str | None:
+    """Why make_test_submission wrote no predictions, from its manifest; None when it did."""
+    if folder is None:
+        return None
+    return json.loads((Path(folder) / "index.json").read_text()).get("skipped")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = _cli.parser("make_report", __doc__)
     _cli.add_params_argument(p)
@@ -55,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         ("--cams", "CAM folder for the gallery"),
     ):
         p.add_argument(flag, nargs="+", metavar="NAME=PATH", help=what)
+    p.add_argument(
+        "--test-preds", default=None, help="the test submission's folder (make_test_submission): says if it was skipped"
+    )
     p.add_argument("--dvc-lock", default="dvc.lock", help="dvc.lock to read the dataset hash from")
     p.add_argument("--out", required=True, help="report folder to write")
     _cli.add_common_arguments(p)
@@ -80,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             params=params.model_dump(mode="json"),
             peers_file=params.report.peers,
             dvc_lock=args.dvc_lock,
+            test_skipped=_test_skipped(args.test_preds),
         )
         if not inputs.seed_metrics:
             raise SystemExit("error: --seeds needs at least one NAME=PATH")

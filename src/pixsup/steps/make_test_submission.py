@@ -7,7 +7,8 @@ Inputs:  --model (train_seg output), --root (VOC2012 folder), --split (default: 
          --params (reads section ``seg_infer``).
 Outputs: --out, a folder with ``<id>.png`` per image and ``index.json`` (as make_seg_preds);
          --tar, a tar of the PNGs under ``results/VOC2012/Segmentation/comp6_test_cls/``, as
-         the server expects; ``<out>.meta.json``.
+         the server expects; ``<out>.meta.json``. Without a test split (the VOC 2012 trainval
+         tar has none) the folder and tar are empty and ``index.json`` says why (``skipped``).
 
 Example:
   python -m pixsup.steps.make_test_submission --params params.yaml --root data/synthetic/VOC2012 \\
@@ -17,8 +18,12 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..config import load_params, section_dict
+from ..data.label_folders import start_label_folder, write_manifest
 from ..data.voc import read_split
+from ..data.voc_format import SPLIT_DIR
 from ..provenance import StepRecord
 from ..runtime.device import resolve_device
 from ..segmentation.prediction import predict_folder, write_submission_tar
@@ -43,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         cfg = params.seg_infer
         record = StepRecord("make_test_submission", section_dict(params, "seg_infer"))
+        if not (Path(args.root) / SPLIT_DIR / f"{args.split}.txt").is_file():
+            # The VOC 2012 trainval tar has no test split: an empty submission says why, and the report too.
+            reason = f"no {SPLIT_DIR}/{args.split}.txt in {args.root} (data.voc12.test_url adds the test split)"
+            start_label_folder(args.out)
+            write_submission_tar(args.out, [], args.tar)
+            write_manifest(args.out, [], split=args.split, skipped=reason)
+            record.write(args.out, extra={"images": 0, "skipped": reason})
+            print(f"test submission skipped: {reason}")
+            return 0
         device = resolve_device(args.device)
         ids = read_split(args.root, args.split)
         scales = tuple(cfg.scales)

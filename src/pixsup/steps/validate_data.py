@@ -18,8 +18,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..data.validate import validate_split
+from ..data.validate import validate_images, validate_split
 from ..data.voc import DataError, VocIndex, load_cls_labels_npy, read_split
+from ..data.voc_format import SPLIT_DIR
 from ..files import write_json
 from . import _cli
 
@@ -30,6 +31,8 @@ def validate_data(
     require_mask: bool,
     cls_labels_npy: str | os.PathLike | None = None,
     progress: bool = True,
+    images_only: bool = False,
+    optional: bool = False,
 ) -> dict[str, Any]:
     """Validate one split and return the report.
 
@@ -45,6 +48,16 @@ def validate_data(
         labels file is itself reported as a problem.
     """
     report: dict[str, Any] = {"root": str(root), "split": split, "ids": 0, "problems": []}
+    if optional and not (Path(root) / SPLIT_DIR / f"{split}.txt").is_file():
+        report["absent"] = True
+        return report
+    if images_only:
+        try:
+            report["ids"] = len(set(read_split(root, split, allow_duplicates=True)))
+            report["problems"] = validate_images(VocIndex(root), split, progress)
+        except DataError as exc:
+            report["problems"].append(str(exc))
+        return report
     try:
         cls_labels = load_cls_labels_npy(cls_labels_npy) if cls_labels_npy is not None else None
         report["ids"] = len(set(read_split(root, split, allow_duplicates=True)))
@@ -80,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         "only pass a copy you trust. Default: Annotations/*.xml, else the mask.",
     )
     parser.add_argument(
+        "--images-only",
+        action="store_true",
+        help="Check the images only (a split without masks or labels: test).",
+    )
+    parser.add_argument(
+        "--optional",
+        action="store_true",
+        help="A split list that does not exist is no problem: the report says it is absent (test).",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         default=None,
@@ -87,10 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    report = validate_data(args.root, args.split, args.require_mask, args.cls_labels_npy)
+    report = validate_data(
+        args.root, args.split, args.require_mask, args.cls_labels_npy, images_only=args.images_only,
+        optional=args.optional,
+    )  # fmt: skip
     for problem in report["problems"]:
         print(problem)
-    print(f"{report['ids']} ids checked, {len(report['problems'])} problems")
+    if report.get("absent"):
+        print(f"no {args.split} split in {args.root}: nothing to check")
+    else:
+        print(f"{report['ids']} ids checked, {len(report['problems'])} problems")
     if args.report is not None:
         write_json(args.report, report)
     return 1 if report["problems"] else 0
