@@ -136,7 +136,7 @@ def test_validation_reads_labels_where_the_steps_do(tmp_path):
     repo = copy_repo(tmp_path / "repo", params={"data": {"cls_labels_npy": str(npy)}})
     printed = run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "dataset"], repo).stdout
     validations = [shlex.split(line) for line in printed.splitlines() if "pixsup.steps.validate_data" in line]
-    assert len(validations) == 3
+    assert len(validations) == 4  # train_aug, train, val, test
     for words in validations:
         assert words[words.index("--cls-labels-npy") + 1] == str(npy)
 
