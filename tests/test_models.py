@@ -307,3 +307,21 @@ def test_deeplab_v2_head_on_resnet101_keeps_the_input_size() -> None:
     assert logits.shape == (1, 21, 40, 56)
     backbone_params, head_params = model.param_groups()
     assert len(head_params) == 8 and backbone_params
+
+
+def test_weights_digest_follows_the_weights_not_the_file(tmp_path: Path) -> None:
+    import hashlib
+
+    from pixsup.checkpoints import weights_sha256
+
+    torch.manual_seed(0)
+    model = create_model("tiny", proj_dim=8, pretrained="none")
+    for name in ("a.pt", "b.pt"):
+        save_cam_net(tmp_path / name, model, "tiny", 8, {})
+    files = [hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in ("a.pt", "b.pt")]
+    assert files[0] != files[1]  # torch.save gives every file its own bytes
+    a, b = load_cam_net(tmp_path / "a.pt")[0], load_cam_net(tmp_path / "b.pt")[0]
+    assert weights_sha256(a) == weights_sha256(b) == weights_sha256(model)
+    with torch.no_grad():
+        b.cam_head.weight[0, 0] += 1e-6
+    assert weights_sha256(b) != weights_sha256(a)

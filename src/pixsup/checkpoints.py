@@ -16,6 +16,7 @@ planted file. No file with NaN or infinite weights is written or accepted.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -125,6 +126,16 @@ def save_cam_net(path: str | os.PathLike, model: CamNet, backbone: str, proj_dim
         proj_dim=proj_dim,
         **extra,
     )
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 of a network's weights (names and bytes, in name order): the same for the same weights,
+    whichever file they were read from (torch.save gives every file of the same weights other bytes)."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_cam_net(path: str | os.PathLike) -> tuple[CamNet, dict[str, Any]]:

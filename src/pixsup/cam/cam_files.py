@@ -12,13 +12,12 @@ divided by its maximum (+1e-5), so values lie in [0, 1] (:mod:`pixsup.cam.infere
 
 A CAM folder is complete when its ``index.json`` exists (``make_cams`` writes it
 last, or ``gather_cams`` from the shards' ``index.shard-I-of-N.json``, which must
-all name the same model digest and inference settings). ``make_cams`` removes
+all name the same weights digest and inference settings). ``make_cams`` removes
 ``index.json`` and its shard's manifest before it writes any CAM file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -93,15 +92,6 @@ def manifest_name(shard: int, num_shards: int) -> str:
 
 # The fields every shard of one CAM folder shares: one model, one inference setting.
 RUN_FIELDS = ("split", "model_sha256", "scales", "flip", "cam_stride", "precision")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file (a model's identity in CAM manifests)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def start_cam_folder(out_dir: str | os.PathLike, manifest: str) -> None:

@@ -5,7 +5,7 @@ Inputs:  --model (a train_cam weights file), --root (VOC2012 folder), --split,
 Outputs: --out, a folder with one ``<id>.npz`` per image (keys ``keys``, ``cam``,
          ``high_res``: see ``pixsup.cam.cam_files``) and a manifest ``index.json``
          (``ids``, ``split``, ``scales``, ``flip``, ``cam_stride``, ``precision``, ``model`` and
-         ``model_sha256``, the digest of the model file);
+         ``model_sha256``, the digest of its weights);
          ``<out>.meta.json``.
 Sharding: ``--shard I/N`` handles every N-th id from I and writes
          ``index.shard-I-of-N.json`` instead of ``index.json``; gather_cams then
@@ -23,9 +23,9 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
-from ..cam.cam_files import INDEX, file_sha256, manifest_name, shard_positions, start_cam_folder
+from ..cam.cam_files import INDEX, manifest_name, shard_positions, start_cam_folder
 from ..cam.inference import dump_cams
-from ..checkpoints import load_cam_net
+from ..checkpoints import load_cam_net, weights_sha256
 from ..config import load_params, section_dict
 from ..data.datasets import CamInferDataset
 from ..data.voc import load_cls_labels_npy
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 "shard": shard,
                 "num_shards": total,
                 "model": args.model,
-                "model_sha256": file_sha256(args.model),
+                "model_sha256": weights_sha256(model),
                 "scales": list(cfg.scales),
                 "flip": cfg.flip,
                 "cam_stride": cfg.cam_stride,
