@@ -130,9 +130,42 @@ def test_resolved_section_file_round_trips(tmp_path):
         ({"cam_infer": {"scales": [1.0, 0.0]}}, "cam_infer.scales.1: Input should be greater than 0"),
         ({"cam_train": {"mam": {"scales": [-0.5, 1.0]}}}, "cam_train.mam.scales.0: Input should be greater than 0"),
         ({"seg_infer": {"scales": [1.0, -1.0]}}, "seg_infer.scales.1: Input should be greater than 0"),
+        ({"seg_train": {"backbone": "resnet5"}}, "seg_train.backbone: unknown backbone 'resnet5'; registered: res"),
+        ({"data": {"root": "data/VOC{2012}"}}, "data.root: 'data/VOC{2012}' holds a brace, which Snakemake reads"),
+        ({"data": {"root": "data/VOC2012\ntouch x"}}, "data.root: 'data/VOC2012\\ntouch x' holds a control char"),
+        ({"data": {"root": " "}}, "data.root: an empty path"),
+        ({"data": {"cls_labels_npy": "-x.npy"}}, "starts with '-' and would be read as an option; write ./-x.npy"),
+        ({"cam_train": {"pretrained": "w\x00.pt"}}, "cam_train.pretrained: 'w\\x00.pt' holds a control character"),
+        ({"data": {"voc12": {"voc_url": "ftp://x/a.tar"}}}, "data.voc12.voc_url: 'ftp://x/a.tar' is not an http://"),
+        ({"data": {"voc12": {"aug_md5": "abc"}}}, "data.voc12.aug_md5: 'abc' is not an MD5 (32 hex digits)"),
     ],
 )
 def test_values_a_step_would_refuse_are_refused_by_the_schema(raw, message):
     with pytest.raises(ConfigError) as info:
         parse_params(raw)
     assert message in str(info.value)
+
+
+def test_paths_with_spaces_and_shell_characters_are_kept_as_written():
+    """The rules quote every value, so a path needs no escaping: only what breaks a rule is refused."""
+    root = "my data/VOC2012 $(touch x); 'quoted'"
+    params = parse_params({"data": {"root": root, "voc12": {"voc_md5": "6CD6E144F989B92B3379BAC3B3DE84FD"}}})
+    assert params.data.root == root
+    assert params.data.voc12.voc_md5 == "6cd6e144f989b92b3379bac3b3de84fd"
+
+
+def test_a_registered_backbone_is_accepted_by_the_schema():
+    from torch import nn
+
+    from pixsup.config import KNOWN_BACKBONES
+    from pixsup.models import BACKBONES, register_backbone
+
+    assert sorted(BACKBONES) == sorted(KNOWN_BACKBONES)  # the table and the schema name the same networks
+    with pytest.raises(ConfigError, match="cam_train.backbone: unknown backbone 'mine'"):
+        parse_params({"cam_train": {"backbone": "mine"}})
+    register_backbone("mine")(lambda pretrained="auto": nn.Identity())
+    try:
+        assert parse_params({"cam_train": {"backbone": "mine"}}).cam_train.backbone == "mine"
+    finally:
+        del BACKBONES["mine"]
+        KNOWN_BACKBONES.remove("mine")

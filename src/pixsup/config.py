@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # Sizes and scales of zero or below would run every image at 1x1 pixels.
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -25,6 +25,47 @@ SKIP_DESCRIPTION = (
     "Iterations whose loss is NaN or infinite that training skips (no optimiser step) before it stops "
     "with an error; 0 stops at the first."
 )
+
+# Names the backbone table (pixsup.models.backbones) builds; register_backbone adds to it. Kept here, free of
+# torch, so that the schema refuses a typo before any step starts.
+KNOWN_BACKBONES: list[str] = ["tiny", "resnet50", "resnet38", "resnet101"]
+
+
+def _known_backbone(name: str) -> str:
+    if name not in KNOWN_BACKBONES:
+        raise ValueError(f"unknown backbone '{name}'; registered: {', '.join(sorted(KNOWN_BACKBONES))}")
+    return name
+
+
+def _plain_path(path: str) -> str:
+    """A path the workflow can put into a rule and a shell command, as the user meant it."""
+    if not path.strip():
+        raise ValueError("an empty path")
+    if any(ord(char) < 32 or ord(char) == 127 for char in path):
+        raise ValueError(f"{path!r} holds a control character (a newline, tab, NUL...)")
+    if "{" in path or "}" in path:
+        raise ValueError(f"{path!r} holds a brace, which Snakemake reads as a wildcard")
+    if path.startswith("-"):
+        raise ValueError(f"{path!r} starts with '-' and would be read as an option; write ./{path}")
+    return path
+
+
+def _url(url: str) -> str:
+    if not url.startswith(("http://", "https://", "file://")):
+        raise ValueError(f"{url!r} is not an http://, https:// or file:// URL")
+    return _plain_path(url)
+
+
+def _md5(digest: str) -> str:
+    if len(digest) != 32 or any(char not in "0123456789abcdef" for char in digest.lower()):
+        raise ValueError(f"{digest!r} is not an MD5 (32 hex digits)")
+    return digest.lower()
+
+
+BackboneName = Annotated[str, AfterValidator(_known_backbone)]
+PathValue = Annotated[str, AfterValidator(_plain_path)]
+UrlValue = Annotated[str, AfterValidator(_url)]
+Md5Value = Annotated[str, AfterValidator(_md5)]
 
 
 class ConfigError(ValueError):
@@ -91,35 +132,37 @@ class SyntheticConfig(_Section):
 class Voc12DownloadConfig(_Section):
     """Where ``prepare_data`` fetches PASCAL VOC 2012 and the SBD masks when ``data.root`` does not exist yet."""
 
-    voc_url: str = Field(
+    voc_url: UrlValue = Field(
         "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
         description="VOC 2012 trainval tar (http(s):// or file://).",
     )
-    voc_md5: str | None = Field(
+    voc_md5: Md5Value | None = Field(
         "6cd6e144f989b92b3379bac3b3de84fd", description="MD5 of the tar; a mismatch stops the step (null: not checked)."
     )
-    aug_url: str = Field(
+    aug_url: UrlValue = Field(
         "https://www.dropbox.com/s/oeu149j8qtbs1x0/SegmentationClassAug.zip?dl=1",
         description="SegmentationClassAug.zip: SBD masks in VOC's palette-index format.",
     )
-    aug_md5: str | None = Field(
+    aug_md5: Md5Value | None = Field(
         None,
         description="MD5 of the zip. The mirror publishes none; prepare_data records the MD5 it saw in "
         "its manifest so a lab can pin it here.",
     )
-    test_url: str | None = Field(
+    test_url: UrlValue | None = Field(
         None,
         description="The VOC 2012 test tar (from the evaluation server, for registered users); its images and "
         "test.txt are added to data.root. null: no test split, and the test submission is skipped.",
     )
-    test_md5: str | None = Field(None, description="MD5 of the test tar (null: not checked).")
-    archive_dir: str = Field("data/downloads", description="Where downloaded archives are kept (and reused).")
+    test_md5: Md5Value | None = Field(None, description="MD5 of the test tar (null: not checked).")
+    archive_dir: PathValue = Field("data/downloads", description="Where downloaded archives are kept (and reused).")
 
 
 class DataConfig(_Section):
     dataset: Literal["synthetic", "voc12"] = Field("synthetic", description="Which dataset the workflow runs on.")
-    root: str = Field("data/synthetic/VOC2012", description="The VOC2012 folder (holds JPEGImages, ImageSets, ...).")
-    cls_labels_npy: str | None = Field(
+    root: PathValue = Field(
+        "data/synthetic/VOC2012", description="The VOC2012 folder (holds JPEGImages, ImageSets, ...)."
+    )
+    cls_labels_npy: PathValue | None = Field(
         None,
         description="Opt-in: IRN's cls_labels.npy (a pickle; only load a copy you trust). "
         "By default labels come from Annotations/*.xml, else from the mask.",
@@ -189,8 +232,8 @@ class MamConfig(_Section):
 
 
 class CamTrainConfig(_Section):
-    backbone: str = Field("resnet50", description="Registered backbone: tiny | resnet50 | resnet38.")
-    pretrained: str = Field(
+    backbone: BackboneName = Field("resnet50", description="Registered backbone: tiny | resnet50 | resnet38.")
+    pretrained: PathValue = Field(
         "auto",
         description="auto: ImageNet weights where the backbone has them (torch cache; tiny has none); "
         "none: random init; otherwise a path to a weights file.",
@@ -274,8 +317,8 @@ class CrfConfig(_Section):
 class IrnConfig(_Section):
     """IRN's class-boundary branch on a frozen backbone, and its random walk."""
 
-    backbone: str = Field("resnet50", description="Registered backbone (frozen): tiny | resnet50 | resnet38.")
-    pretrained: str = Field(
+    backbone: BackboneName = Field("resnet50", description="Registered backbone (frozen): tiny | resnet50 | resnet38.")
+    pretrained: PathValue = Field(
         "auto",
         description="auto | none | <path> as in cam_train, or `cam`: the backbone of the CAM network the "
         "labels come from (useful where no ImageNet weights exist, e.g. tiny).",
@@ -340,8 +383,8 @@ class PseudoLabelsConfig(_Section):
 class SegTrainConfig(_Section):
     """DeepLab-v2 trained on the pseudo masks of train_aug."""
 
-    backbone: str = Field("resnet101", description="Registered backbone: resnet101 (DeepLab-v2) | tiny | ...")
-    pretrained: str = Field(
+    backbone: BackboneName = Field("resnet101", description="Registered backbone: resnet101 (DeepLab-v2) | tiny | ...")
+    pretrained: PathValue = Field(
         "auto",
         description="auto (ImageNet weights from the torch cache) | none | <path> | cam: the backbone of the "
         "CAM network the masks come from (where no ImageNet weights exist, e.g. tiny).",
@@ -392,7 +435,7 @@ class ReportConfig(_Section):
         default_factory=list,
         description="Image ids of the gallery; empty: the first gallery_size ids of the evaluated split.",
     )
-    peers: str | None = Field(
+    peers: PathValue | None = Field(
         None, description="YAML of published peer numbers; null: the file shipped in pixsup/report/peers.yaml."
     )
 
@@ -414,7 +457,8 @@ def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "<top level>"
     if error["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
-    return f"{key}: {error['msg']}"
+    # A check of our own (a ValueError in a validator) reads as its message alone.
+    return f"{key}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def parse_params(raw: Any, source: str = "<params>") -> Params:

@@ -20,7 +20,6 @@ from ..config import CamTrainConfig, ConfigError
 from ..data.datasets import CamTrainDataset
 from ..engine import TrainingTask, fit, training_ranks
 from ..models import CamNet, create_model
-from ..models.backbones import require_backbone
 from ..models.support import SupportNet
 from ..runtime.distributed import Ranks
 from .losses import PrototypeMemory, classification_loss, mam_loss, mam_target, normalize_cam, rcm_loss, resize_to
@@ -108,7 +107,6 @@ def _build_networks(
             + (" with support.kind: frozen" if variant.self_supervised else "")
             + " needs the trained SupportNet (the support checkpoint): pass --support"
         )
-    require_backbone(cfg.backbone, "cam_train.backbone")
     if support_ckpt is not None:
         main, state = load_cam_net(support_ckpt)
         if state["backbone"] != cfg.backbone:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..config import ConfigError
+from ..config import KNOWN_BACKBONES
 from .resnet38 import resnet38
 from .resnet50 import resnet50
 from .resnet101 import resnet101
@@ -37,6 +37,7 @@ def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]
         if name in BACKBONES:
             raise ValueError(f"backbone '{name}' is registered twice")
         BACKBONES[name] = factory
+        KNOWN_BACKBONES.append(name)  # the params schema accepts it from now on
         return factory
 
     return add
@@ -44,12 +45,6 @@ def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]
 
 def available_backbones() -> list[str]:
     return sorted(BACKBONES)
-
-
-def require_backbone(name: str, key: str) -> None:
-    """A ConfigError naming the params ``key`` unless ``name`` is in the table."""
-    if name not in BACKBONES:
-        raise ConfigError(f"{key}: unknown backbone '{name}'; registered: {', '.join(available_backbones())}")
 
 
 def create_backbone(name: str, pretrained: str = "auto") -> nn.Module:

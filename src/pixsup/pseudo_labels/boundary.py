@@ -22,7 +22,6 @@ from ..data.datasets import LabelFolderDataset
 from ..data.transforms import Compose, RandomCrop, RandomHorizontalFlip, RandomResizeLong, normalize_image
 from ..engine import TrainingTask, fit, training_ranks
 from ..models import BoundaryNet, create_model
-from ..models.backbones import require_backbone
 from ..models.boundary_net import STRIDE
 from .affinity import affinity_labels, affinity_loss, neighbour_offsets, pair_affinities
 
@@ -35,7 +34,6 @@ def build_boundary_net(
 ) -> BoundaryNet:
     """The network of ``cfg``; ``pretrained: cam`` takes the backbone of the CAM network checkpoint."""
     pretrained = cfg.pretrained if pretrained is None else pretrained
-    require_backbone(cfg.backbone, "pseudo_labels.irn.backbone")
     if pretrained == "cam":
         return create_model(load_cam_backbone(cam_checkpoint, cfg.backbone, "pseudo_labels.irn"), "boundary")
     return create_model(cfg.backbone, "boundary", pretrained=pretrained)

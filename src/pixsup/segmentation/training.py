@@ -20,7 +20,6 @@ from ..data.transforms import Compose, RandomCrop, RandomHorizontalFlip, RandomS
 from ..data.voc_format import IGNORE_INDEX
 from ..engine import TrainingTask, fit, training_ranks
 from ..models import SegNet, create_model
-from ..models.backbones import require_backbone
 
 FORMAT = "pixsup.segnet/1"
 LOSS_COLUMNS = ("loss",)
@@ -32,7 +31,6 @@ def build_segnet(
     """The network of ``cfg``; ``pretrained: cam`` starts from the backbone of the CAM network checkpoint."""
     pretrained = cfg.pretrained if pretrained is None else pretrained
     rates = tuple(cfg.aspp_rates)
-    require_backbone(cfg.backbone, "seg_train.backbone")
     if pretrained == "cam":
         return create_model(load_cam_backbone(cam_checkpoint, cfg.backbone, "seg_train"), "segmentation", rates=rates)
     return create_model(cfg.backbone, "segmentation", pretrained=pretrained, rates=rates)
