@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-import pytest
-import yaml
-
-from pixsup.checkpoints import save_cam_net
-from pixsup.config import parse_params
-from pixsup.data.synthetic import generate_synthetic
-from pixsup.models import create_model
 from pixsup.runtime.gpu_slot import visible_devices
 
 from workflow_repo import tool_env
@@ -140,60 +132,3 @@ def test_snakemake_never_puts_two_gpu_jobs_on_one_device(tmp_path):
     records = _records(tmp_path / "out")
     assert len(records) == 4 and {device for device, _, _ in records} == {"0", "1"}
     assert _overlapping_on_one_device(records) == []
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM])
-def test_a_killed_gpu_step_frees_its_device_and_leaves_no_worker(tmp_path, signal_number):
-    """make_cams with a loader worker, killed mid-run: the next GPU job gets the device within seconds."""
-    root = tmp_path / "VOC2012"
-    sizes = {"num_train": 6, "num_aug_extra": 0, "num_val": 2, "num_test": 1, "min_side": 400, "max_side": 480}
-    generate_synthetic(root, parse_params({"data": {"synthetic": sizes}}).data.synthetic, progress=False)
-    model = tmp_path / "model.pt"
-    save_cam_net(model, create_model("tiny", proj_dim=8, pretrained="none"), "tiny", 8, {})
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"cam_infer": {"scales": [1.0, 2.0, 3.0], "num_workers": 1}}))
-    cams = tmp_path / "cams"
-    env = {**os.environ, "PIXSUP_GPUS": "0", "PIXSUP_GPU_LOCK_DIR": str(tmp_path / "locks"), "OMP_NUM_THREADS": "1"}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    step = subprocess.Popen(
-        [sys.executable, "-m", "pixsup.runtime.gpu_slot", "--", sys.executable, "-m", "pixsup.steps.make_cams"]
-        + ["--params", str(params), "--root", str(root), "--split", "train", "--model", str(model)]
-        + ["--out", str(cams), "--device", "cpu", "--quiet"],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not (_children(step.pid) and list(cams.glob("*.npz"))):
-        assert step.poll() is None and time.monotonic() < deadline, "make_cams ended before it could be killed"
-        time.sleep(0.05)
-    workers = _children(step.pid)
-    killed = time.time()
-    os.kill(step.pid, signal_number)
-    step.wait(timeout=30)
-    follower = _launch(tmp_path, "follower", env, seconds=0.1)
-    assert follower.wait(timeout=30) == 0, "the device stayed locked"
-    [(device, started, _)] = _records(tmp_path)
-    print(
-        f"\n{signal.Signals(signal_number).name}: device {device} free for the next job {started - killed:.2f} s later"
-    )
-    assert device == "0" and started - killed < 10
-    deadline = time.monotonic() + 10
-    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in workers if _running(pid)], "a loader worker outlived the killed step"
-    assert not (cams / "index.json").exists()

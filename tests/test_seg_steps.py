@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+import yaml
 from PIL import Image
 
 from pixsup.checkpoints import save_cam_net
 from pixsup.data.voc import read_split
 from pixsup.data.voc_format import voc_palette
 from pixsup.models import create_model
+from pixsup.segmentation.prediction import labels_at_size
 from pixsup.steps import (
     eval_masks,
     eval_seg,
@@ -435,3 +439,64 @@ def test_without_a_test_split_the_submission_is_skipped_and_says_why(work, tmp_p
     assert manifest["ids"] == [] and "no ImageSets/Segmentation/test.txt" in manifest["skipped"]
     with tarfile.open(tar) as archive:
         assert archive.getnames() == []
+
+
+def test_labels_at_size_equals_torch_interpolating_the_whole_map():
+    """Enlarging a band of rows at a time gives torch's whole-map bilinear enlargement, then argmax."""
+    probs = torch.rand(21, 37, 53, generator=torch.Generator().manual_seed(0)).softmax(0)
+    size = (301, 410)
+    whole = F.interpolate(probs[None], size=size, mode="bilinear", align_corners=False)[0]
+    expected = whole.argmax(0).numpy()
+    labels = labels_at_size(probs.numpy(), size, band_rows=7)
+    assert labels.shape == size and labels.dtype == np.uint8
+    top2 = whole.topk(2, dim=0).values
+    near_ties = (top2[0] - top2[1] < 1e-5).numpy()
+    assert not ((labels != expected) & ~near_ties).any()
+    assert (labels == expected).mean() > 0.9999
+    assert (labels_at_size(probs.numpy(), (37, 53)) == probs.argmax(0).numpy()).all()
+
+
+def _agreement(a: Path, b: Path) -> float:
+    total = same = 0
+    for png in sorted(a.glob("*.png")):
+        left, right = np.array(Image.open(png)), np.array(Image.open(b / png.name))
+        assert left.shape == right.shape
+        total += left.size
+        same += int((left == right).sum())
+    return same / total
+
+
+def test_above_max_side_masks_and_predictions_are_made_shrunk_and_given_at_image_size(work, tmp_path):
+    """max_side below the images' size: masks (crf, irn) and predictions at image size, close to full-size ones."""
+    f, root = work["folder"], str(work["root"])
+    raw = yaml.safe_load(work["params"].read_text())
+    irn = f / "irn_small.pt"
+    ir = f / "ir_labels_small"
+    base = ["--root", root, "--quiet"]
+    assert (
+        make_ir_labels.main([*base, "--params", str(work["params"]), "--cams", str(work["cams"]), "--out", str(ir)])
+        == 0
+    )
+    irn_args = ["--labels", str(ir), "--cam-model", str(work["cam_model"]), "--out", str(irn)]
+    assert train_irn.main([*base, "--params", str(work["params"]), *irn_args]) == 0
+    for max_side in (1000, 40):
+        raw["pseudo_labels"]["max_side"] = max_side
+        params = write_params(tmp_path / f"params_{max_side}.yaml", raw)
+        for method in ("crf", "irn"):
+            args = ["--params", str(params), "--cams", str(work["cams"]), "--method", method, "--irn", str(irn)]
+            assert make_pseudo_masks.main([*base, *args, "--out", str(tmp_path / f"{method}_{max_side}")]) == 0
+    for method in ("crf", "irn"):
+        agreement = _agreement(tmp_path / f"{method}_1000", tmp_path / f"{method}_40")
+        print(f"\n{method} masks made at long side 40 against full size (64-80 px): {agreement:.3f} of pixels agree")
+        assert agreement > 0.8
+    model = f / "seg_small.pt"
+    seg_args = ["--params", str(work["params"]), "--masks", str(tmp_path / "crf_1000"), "--out", str(model)]
+    assert train_seg.main([*base, *seg_args]) == 0
+    for max_side in (1000, 60):
+        raw["seg_infer"]["max_side"] = max_side
+        params = write_params(tmp_path / f"params_{max_side}.yaml", raw)
+        args = ["--params", str(params), "--split", "val", "--mode", "ms", "--model", str(model)]
+        assert make_seg_preds.main([*base, *args, "--out", str(tmp_path / f"val_{max_side}")]) == 0
+    agreement = _agreement(tmp_path / "val_1000", tmp_path / "val_60")
+    print(f"predictions made at long side 60 against full size: {agreement:.3f} of pixels agree")
+    assert agreement > 0.8

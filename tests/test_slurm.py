@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -20,6 +22,11 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+
+from pixsup.checkpoints import save_cam_net
+from pixsup.config import parse_params
+from pixsup.data.synthetic import generate_synthetic
+from pixsup.models import create_model
 
 from slurm_cluster import CONF_DIR, LocalSlurmCluster, jobcomp_records
 from workflow_repo import REPO, TINY_PARAMS, copy_repo, jobs_by_rule, merged, run, tool_env
@@ -257,6 +264,63 @@ def test_gpu_jobs_get_their_own_fake_gpu_and_a_third_waits(cluster):
         assert indices == {"0", "1"}
     finally:
         subprocess.run(["scancel", *jobs], check=False)
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Running processes whose command line contains ``text``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    found.append(int(proc.name))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # ended meanwhile
+    return found
+
+
+def test_a_cancelled_gpu_step_leaves_no_process_and_frees_its_gpu(cluster, tmp_path):
+    """scancel of make_cams while its loader worker runs: every process ends, and a job needing both GPUs starts."""
+    root = tmp_path / "VOC2012"
+    sizes = {"num_train": 16, "num_aug_extra": 0, "num_val": 2, "num_test": 0, "min_side": 320, "max_side": 400}
+    generate_synthetic(root, parse_params({"data": {"synthetic": sizes}}).data.synthetic, progress=False)
+    model = tmp_path / "model.pt"
+    save_cam_net(model, create_model("tiny", proj_dim=8, pretrained="none"), "tiny", 8, {})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"cam_infer": {"scales": [1.0, 2.0, 3.0, 4.0], "num_workers": 1}}))
+    cams = tmp_path / "cams"
+    step = [sys.executable, "-m", "pixsup.runtime.gpu_slot", "--", sys.executable, "-m", "pixsup.steps.make_cams"]
+    step += ["--params", str(params), "--root", str(root), "--split", "train", "--model", str(model)]
+    step += ["--out", str(cams), "--device", "cpu", "--quiet"]
+    sbatch = ["sbatch", "--parsable", "--gpus=1", "-t", "5", "-o", str(tmp_path / "job.out")]
+    job_id = subprocess.run(
+        [*sbatch, "--wrap", shlex.join(step)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    deadline = time.monotonic() + 180
+    # The step and its forked loader worker share the command line.
+    while len(processes := _processes_naming(str(cams))) < 2 or not list(cams.glob("*.npz")):
+        assert time.monotonic() < deadline, f"make_cams never ran with its worker: {(tmp_path / 'job.out').read_text()}"
+        time.sleep(0.1)
+    cancelled = time.time()
+    subprocess.run(["scancel", job_id], check=True)
+    deadline = time.monotonic() + 30
+    while (left := _processes_naming(str(cams))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    gone = time.time() - cancelled
+    assert not left, f"processes of the cancelled step still running: {left}"
+    started = tmp_path / "started.txt"
+    subprocess.run(
+        ["sbatch", "--gpus=2", "-t", "5", "-o", "/dev/null", "--wrap", f"date +%s.%N > {shlex.quote(str(started))}"],
+        check=True,
+        capture_output=True,
+    )
+    deadline = time.monotonic() + 60
+    while not started.exists() or not started.read_text().strip():
+        assert time.monotonic() < deadline, "a job needing both GPUs did not start after the cancel"
+        time.sleep(0.1)
+    waited = float(started.read_text()) - cancelled
+    print(f"\nscancel: {len(processes)} processes gone after {gone:.2f} s; a 2-GPU job started {waited:.2f} s after")
+    assert not (cams / "index.json").exists()
 
 
 def test_profile_names_the_site_settings_in_one_place():

@@ -362,6 +362,12 @@ class PseudoLabelsConfig(_Section):
     compare_methods: list[Literal["irn", "crf", "cam"]] = Field(
         ["irn", "crf", "cam"], description="Refinements evaluated side by side in the seeds/masks table."
     )
+    max_side: int = Field(
+        1000,
+        ge=16,
+        description="An image whose long side exceeds this is refined shrunk to it (its mask is enlarged back), "
+        "so memory does not grow with the photo (VOC images are at most 500 px).",
+    )
     conf_fg_threshold: float = Field(0.30, gt=0.0, lt=1.0, description="Confident foreground: CAM above this.")
     conf_bg_threshold: float = Field(0.05, gt=0.0, lt=1.0, description="Confident background: every CAM below this.")
     bg_threshold: float = Field(
@@ -424,6 +430,12 @@ class SegInferConfig(_Section):
     flip: bool = Field(True, description="Add the mirror of every scale in the multi-scale prediction.")
     crf: bool = Field(False, description="Also refine the multi-scale prediction with the dense CRF.")
     crf_params: CrfConfig = CrfConfig()
+    max_side: int = Field(
+        1000,
+        ge=16,
+        description="An image whose long side exceeds this is predicted shrunk to it; its probabilities are "
+        "enlarged back a band of rows at a time, so memory does not grow with the photo.",
+    )
 
 
 # ------------------------------------------------------------------ report

@@ -156,6 +156,18 @@ def _pad_to(array: np.ndarray, size: int, fill: int) -> np.ndarray:
     return np.pad(array, widths, constant_values=fill)
 
 
+def shrink_to_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    """A uint8 image whose long side exceeds ``max_side`` shrunk to it (antialiased, aspect kept); others as they are.
+
+    Inference steps work at this size, so that their memory does not grow with a large photo."""
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    shrink = max_side / max(height, width)
+    size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
 def normalize_image(image: np.ndarray) -> torch.Tensor:
     """uint8 ``H x W x 3`` -> float32 ``3 x H x W`` tensor standardised with ImageNet mean/std."""
     # Convert on the numpy side: decoded images may be read-only views.

@@ -13,14 +13,49 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ..crf import crf_from_labels
+from ..data.transforms import shrink_to_max_side
 from .random_walk import random_walk
 
 if TYPE_CHECKING:
     from ..config import CrfConfig, PseudoLabelsConfig
 
 IGNORE = 255
+
+
+def working_size(
+    image: np.ndarray, cams: dict[str, np.ndarray], max_side: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The image and its CAMs with the long side at most ``max_side`` (``pseudo_labels.max_side``): a
+    refinement's memory (the dense CRF's above all) then does not grow with the photo. Smaller images
+    come back as they are."""
+    small = shrink_to_max_side(image, max_side)
+    if small.shape == image.shape:
+        return image, cams
+    height, width = small.shape[:2]
+    stride = round(image.shape[0] / cams["cam"].shape[1])  # the CAM grid's stride (cam_infer.cam_stride)
+
+    def resized(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if len(maps) == 0:
+            return np.zeros((0, *size), np.float32)
+        tensor = torch.from_numpy(maps.astype(np.float32))[None]
+        return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0].numpy()
+
+    low_size = (-(-height // stride), -(-width // stride))
+    return small, {
+        **cams,
+        "high_res": resized(cams["high_res"], (height, width)),
+        "cam": resized(cams["cam"], low_size),
+    }
+
+
+def enlarge_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A label map brought back to the image's ``(height, width)`` (nearest neighbour)."""
+    if labels.shape == tuple(size):
+        return labels
+    return np.asarray(Image.fromarray(labels).resize((size[1], size[0]), Image.Resampling.NEAREST))
 
 
 def _label_ids(keys: np.ndarray) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from tqdm import tqdm
@@ -21,16 +23,28 @@ def _call_work(image_id: str) -> Any:
 
 
 def map_ids(work: Callable[[str], Any], ids: list[str], workers: int, desc: str, progress: bool) -> Iterable[Any]:
-    """``work(id)`` for every id, in order; ``workers`` > 1 uses that many forked processes."""
+    """``work(id)`` for every id, in order; ``workers`` > 1 uses that many forked processes.
+
+    A worker killed from outside (the OOM killer picks the largest process) ends the loop
+    with a ChildProcessError: a ``multiprocessing.Pool`` would replace it and wait for
+    its lost images forever, holding the step's GPU.
+    """
     global _work
     if workers <= 1:
         yield from (work(i) for i in tqdm(ids, desc=desc, unit="img", disable=not progress))
         return
     _work = work
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=start_worker)
     try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=start_worker) as pool:
-            yield from tqdm(
-                pool.imap(_call_work, ids, chunksize=4), total=len(ids), desc=desc, unit="img", disable=not progress
-            )
+        yield from tqdm(
+            pool.map(_call_work, ids, chunksize=4), total=len(ids), desc=desc, unit="img", disable=not progress
+        )
+    except BrokenProcessPool:
+        raise ChildProcessError(
+            f"a worker process of '{desc}' was killed (by the OOM killer when memory ran out?); "
+            "rerun the step, with fewer --workers if memory was short"
+        ) from None
     finally:
+        # After an error, the images not yet started are dropped, not processed first.
+        pool.shutdown(wait=True, cancel_futures=True)
         _work = None

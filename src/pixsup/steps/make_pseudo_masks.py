@@ -25,7 +25,7 @@ from ..data.label_folders import start_label_folder, write_label_png, write_mani
 from ..data.voc import read_split
 from ..provenance import StepRecord
 from ..pseudo_labels.boundary import load_boundary_net, predict_boundary
-from ..pseudo_labels.refine import cam_mask, crf_mask, irn_mask
+from ..pseudo_labels.refine import cam_mask, crf_mask, enlarge_labels, irn_mask, working_size
 from ..runtime.device import resolve_device
 from ..runtime.parallel import map_ids
 from . import _cli
@@ -70,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
 
         def work(image_id: str) -> str:
             image, cam_arrays = load_image_and_cams(args.root, args.cams, image_id)
+            size = image.shape[:2]
+            image, cam_arrays = working_size(image, cam_arrays, cfg.max_side)
             if boundary_net is not None:
                 labels = irn_mask(image, cam_arrays, predict_boundary(boundary_net, image, device), cfg)
             else:
                 labels = PER_IMAGE[args.method](image, cam_arrays, cfg)
-            write_label_png(Path(args.out) / f"{image_id}.png", labels)
+            write_label_png(Path(args.out) / f"{image_id}.png", enlarge_labels(labels, size))
             return image_id
 
         for _ in map_ids(work, ids, workers, f"{args.method} masks", not args.quiet):

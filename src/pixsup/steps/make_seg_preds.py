@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             crf,
             device,
             {"split": args.split, "mode": args.mode, "model": args.model},
+            cfg.max_side,
             progress=not args.quiet,
         )
         record.write(args.out, extra={"images": len(ids), "mode": args.mode})

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.crf_params if cfg.crf else None,
             device,
             {"split": args.split, "mode": "ms", "model": args.model},
+            cfg.max_side,
             progress=not args.quiet,
         )
         write_submission_tar(args.out, ids, args.tar)
