@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from pixsup.cam.cam_files import load_cam_file
 from pixsup.cam.inference import cam_maps, dump_cams
@@ -52,19 +53,24 @@ SYNTHETIC_TARGETS = {
 def baseline_cams(
     model: torch.nn.Module, image: np.ndarray, class_index: np.ndarray, scales: tuple[float, ...], cam_stride: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised CAMs (low-resolution grid, image size) the plain way: one fp32 forward per scale."""
+    """Normalised CAMs (low-resolution grid, image size) the plain way, as IRN's make_cam: one fp32
+    forward per scale of the PIL-bicubic rescaled image, high_res enlarged to a multiple of the
+    output stride and cropped."""
     height, width = image.shape[:2]
+    stride = model.output_stride
     low_size = (math.ceil(height / cam_stride), math.ceil(width / cam_stride))
+    up_size = (math.ceil(height / stride) * stride, math.ceil(width / stride) * stride)
     low = torch.zeros(len(class_index), *low_size)
-    high = torch.zeros(len(class_index), height, width)
-    base = normalize_image(image).unsqueeze(0)
+    high = torch.zeros(len(class_index), *up_size)
     for scale in scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        x = F.interpolate(base, size=size, mode="bilinear", align_corners=False) if scale != 1.0 else base
+        size = (int(np.round(width * scale)), int(np.round(height * scale)))
+        scaled = image if scale == 1.0 else np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+        x = normalize_image(scaled).unsqueeze(0)
         cam = F.relu(model(torch.cat([x, x.flip(-1)]), with_proj=False)["cam"])[:, torch.as_tensor(class_index)]
         cam = cam[0:1] + cam[1:2].flip(-1)
         low += F.interpolate(cam, size=low_size, mode="bilinear", align_corners=False)[0]
-        high += F.interpolate(cam, size=(height, width), mode="bilinear", align_corners=False)[0]
+        high += F.interpolate(cam, size=up_size, mode="bilinear", align_corners=False)[0]
+    high = high[:, :height, :width]
     low /= low.flatten(1).amax(dim=1)[:, None, None] + 1e-5
     high /= high.flatten(1).amax(dim=1)[:, None, None] + 1e-5
     return low, high

@@ -19,7 +19,7 @@ from pixsup.cam.cam_files import (
     save_cam_file,
     shard_positions,
 )
-from pixsup.cam.inference import infer_cams
+from pixsup.cam.inference import cam_maps, infer_cams, rescale_image, scaled_size
 from pixsup.models import CamNet, create_model
 
 from fake_voc import image as ramp_image
@@ -73,12 +73,15 @@ def test_infer_cams_without_label_classes() -> None:
 
 
 @pytest.mark.parametrize("scales", [(1.0,), (1.0, 0.5)])
-def test_flip_consistency(scales: tuple[float, ...]) -> None:
-    # With flip on, an image and its mirror see the same pair of inputs: mirrored CAMs.
-    model, image, label = _positive_tiny(), _random_image(), _label(0, 7)
+@pytest.mark.parametrize("size", [(HEIGHT, WIDTH), (48, 64)])
+def test_flip_consistency(scales: tuple[float, ...], size: tuple[int, int]) -> None:
+    # With flip on, an image and its mirror see the same pair of inputs: mirrored CAMs. high_res mirrors
+    # only where the sides are multiples of the stride: elsewhere IRN's enlarged CAM is cropped on the right.
+    model, label = _positive_tiny(), _label(0, 7)
+    image = np.random.default_rng(0).integers(0, 256, size=(*size, 3), dtype=np.uint8)
     direct = infer_cams(model, image, label, scales=scales, flip=True)
     mirrored = infer_cams(model, np.ascontiguousarray(image[:, ::-1]), label, scales=scales, flip=True)
-    for key in ("cam", "high_res"):
+    for key in ("cam", "high_res") if size[1] % 8 == 0 else ("cam",):
         np.testing.assert_allclose(
             mirrored[key].astype(np.float32), direct[key][:, :, ::-1].astype(np.float32), atol=1e-3
         )
@@ -125,6 +128,96 @@ def test_scales_are_used_with_a_strided_model() -> None:
     multi = infer_cams(model, image, label, scales=(1.0, 0.5, 2.0))
     diff = np.abs(single["high_res"].astype(np.float32) - multi["high_res"].astype(np.float32))
     assert diff.mean() > 0.01
+
+
+# ------------------------------------------------ IRN's multi-scale input and high_res geometry
+
+
+class _RecordingCamModel(nn.Module):
+    """Records the batches it is given; its CAM is ``grid`` (all 20 classes), whatever the input."""
+
+    def __init__(self, grid: torch.Tensor | None = None, output_stride: int = 16) -> None:
+        super().__init__()
+        self.grid, self.output_stride, self.seen = grid, output_stride, []
+
+    def forward(self, x: torch.Tensor, with_proj: bool = True) -> dict[str, torch.Tensor]:
+        self.seen.append(x.clone())
+        if self.grid is not None:
+            return {"cam": self.grid.expand(x.shape[0], -1, -1, -1)}
+        size = (math.ceil(x.shape[2] / self.output_stride), math.ceil(x.shape[3] / self.output_stride))
+        return {"cam": torch.ones(x.shape[0], 20, *size)}
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "scale", "expected"),
+    [
+        # int(np.round(side * scale)): halves go to the even neighbour (numpy's rounding), not up.
+        (375, 500, 0.5, (188, 250)),  # 187.5 -> 188
+        (375, 500, 1.5, (562, 750)),  # 562.5 -> 562
+        (333, 500, 1.5, (500, 750)),  # 499.5 -> 500
+        (281, 500, 0.5, (140, 250)),  # 140.5 -> 140
+        (37, 50, 1.5, (56, 75)),  # 55.5 -> 56
+        (37, 50, 0.5, (18, 25)),  # 18.5 -> 18
+        (375, 500, 2.0, (750, 1000)),
+        (1, 3, 0.25, (1, 1)),  # 0.25 -> 0, kept at least 1 px; 0.75 -> 1
+    ],
+)
+def test_scaled_size_follows_irns_rounding(height: int, width: int, scale: float, expected: tuple) -> None:
+    assert scaled_size(height, width, scale) == expected
+
+
+def _irn_input(image: np.ndarray, scale: float) -> np.ndarray:
+    """IRN's network input at ``scale`` computed directly: PIL bicubic of the uint8 image to
+    ``int(np.round(side * scale))``, then (x / 255 - mean) / std, channels first."""
+    from PIL import Image
+
+    if scale != 1.0:
+        size = (int(np.round(image.shape[1] * scale)), int(np.round(image.shape[0] * scale)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    return ((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1)
+
+
+def test_each_scale_sees_the_pil_bicubic_uint8_image_then_normalised() -> None:
+    scales = (1.0, 0.5, 1.5, 2.0)
+    model, image = _RecordingCamModel(), _random_image()
+    cam_maps(model, image, np.array([3]), scales=scales)
+    assert len(model.seen) == len(scales)
+    for batch, scale in zip(model.seen, scales):
+        expected = _irn_input(image, scale)
+        assert batch.shape == (2, *expected.shape)
+        np.testing.assert_allclose(batch[0].numpy(), expected, atol=1e-5, rtol=0)
+        assert torch.equal(batch[1], batch[0].flip(-1))
+    assert rescale_image(image, 1.0) is image
+
+
+def test_high_res_is_enlarged_to_the_next_multiple_of_the_stride_and_cropped() -> None:
+    # IRN: each scale's CAM resized to ceil(H/16)*16 x ceil(W/16)*16, summed, cropped to H x W; the
+    # stride-4 CAM resized straight to ceil(H/4) x ceil(W/4).
+    torch.manual_seed(0)
+    grid = torch.rand(1, 20, 3, 4)
+    model = _RecordingCamModel(grid, output_stride=16)
+    low, high = cam_maps(model, _random_image(), np.array([5]), scales=(1.0, 0.5), flip=False)
+    up = torch.nn.functional.interpolate(grid[:, 5:6], size=(48, 64), mode="bilinear", align_corners=False)
+    expected_high = (2 * up)[0, :, :HEIGHT, :WIDTH]
+    expected_low = torch.nn.functional.interpolate(grid[:, 5:6], size=(10, 13), mode="bilinear")[0]
+    torch.testing.assert_close(high, expected_high / (expected_high.max() + 1e-5))
+    torch.testing.assert_close(low, expected_low / (expected_low.max() + 1e-5))
+    # Not the former geometry (resized straight to H x W).
+    straight = torch.nn.functional.interpolate(grid[:, 5:6], size=(HEIGHT, WIDTH), mode="bilinear")[0]
+    assert (high - straight / straight.max()).abs().max() > 0.05
+
+
+def test_the_folded_inference_copy_keeps_the_backbone_stride_and_its_cams() -> None:
+    from pixsup.models.inference import inference_model
+
+    model, image, label = _positive_tiny(), _random_image(), _label(2, 14)
+    folded = inference_model(model)
+    assert folded.output_stride == model.output_stride == 8
+    direct = infer_cams(model, image, label, scales=(1.0, 0.5))
+    copied = infer_cams(folded, image, label, scales=(1.0, 0.5))
+    for key in ("cam", "high_res"):
+        np.testing.assert_allclose(copied[key].astype(np.float32), direct[key].astype(np.float32), atol=2e-3)
 
 
 # --------------------------------------------------------------- CAM files

@@ -320,13 +320,15 @@ def test_mam_loss_absent_classes_do_not_count() -> None:
     main, target = torch.rand(2, 3, 4, 4, generator=gen), torch.rand(2, 3, 4, 4, generator=gen)
     labels = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     loss = mam_loss(main, target, labels)
-    # Changing the absent classes changes nothing ...
+    # The mean |M - Y| over the label class's pixels alone (torch ops, not mam_loss): absent classes do not
+    # dilute the average ...
+    expected = (main[:, 0] - target[:, 0]).abs().mean().item()
+    assert loss.item() == pytest.approx(expected)
+    # ... and changing them changes nothing.
     main2, target2 = main.clone(), target.clone()
     main2[:, 1:] = 1.0
     target2[:, 1:] = 0.0
-    assert mam_loss(main2, target2, labels).item() == pytest.approx(loss.item())
-    # ... and they do not dilute the average either: same as on the label class alone.
-    assert loss.item() == pytest.approx(mam_loss(main[:, :1], target[:, :1], labels[:, :1]).item())
+    assert mam_loss(main2, target2, labels).item() == pytest.approx(expected)
 
 
 def test_mam_loss_one_sided_only_penalises_main_below_target() -> None:
@@ -335,10 +337,13 @@ def test_mam_loss_one_sided_only_penalises_main_below_target() -> None:
     labels = torch.ones(1, 2)
     # M >= Y everywhere: nothing to expand, no loss.
     assert mam_loss(torch.maximum(main, target), target, labels, one_sided=True).item() == 0.0
-    # In general only the M < Y part counts: relu(Y - M) = |min(M, Y) - Y|.
+    # In general only the M < Y part counts: the mean of relu(Y - M) over every (label class) pixel,
+    # against the two-sided mean |M - Y| (both written with torch ops, not mam_loss).
     one_sided = mam_loss(main, target, labels, one_sided=True)
-    assert one_sided.item() == pytest.approx(mam_loss(torch.minimum(main, target), target, labels).item())
-    assert one_sided < mam_loss(main, target, labels)
+    assert one_sided.item() == pytest.approx((target - main).clamp_min(0).mean().item())
+    two_sided = mam_loss(main, target, labels)
+    assert two_sided.item() == pytest.approx((main - target).abs().mean().item())
+    assert one_sided < two_sided
 
 
 def test_mam_loss_bg_weight_acts_only_where_target_is_below_threshold() -> None:
@@ -353,14 +358,19 @@ def test_mam_loss_bg_weight_acts_only_where_target_is_below_threshold() -> None:
     weight = 3.0
     base = mam_loss(main, target, labels, bg_threshold=0.125)
     with_bg = mam_loss(main, target, labels, bg_weight=weight, bg_threshold=0.125)
-    # The counterweight is weight * (the L1 of M at confident-background pixels, same normalisation).
-    extra = mam_loss(main * bg, torch.zeros_like(main), labels)
-    assert (with_bg - base).item() == pytest.approx(weight * extra.item(), rel=1e-5)
+    # By hand (torch ops, not mam_loss): class 0 alone counts, 16 pixels. The base is the mean |M - Y|; the
+    # counterweight is weight * (the sum of M at its confident-background pixels) / 16, the same normalisation.
+    expected_base = (main[0, 0] - target[0, 0]).abs().sum().item() / 16
+    extra = (main[0, 0] * bg[0, 0]).sum().item() / 16
+    assert bg[0, 0].sum().item() == 2 and extra > 0  # (0, 0) and (0, 1); 0.125 itself is not background
+    assert base.item() == pytest.approx(expected_base)
+    assert with_bg.item() == pytest.approx(expected_base + weight * extra, rel=1e-5)
+    assert (with_bg - base).item() == pytest.approx(weight * extra, rel=1e-5)
     assert with_bg > base
     # No pixel below the threshold: the weight changes nothing.
     flat = torch.full_like(target, 0.5)
     assert mam_loss(main, flat, labels, bg_weight=weight, bg_threshold=0.125).item() == pytest.approx(
-        mam_loss(main, flat, labels).item()
+        (main[0, 0] - 0.5).abs().mean().item()
     )
 
 

@@ -79,11 +79,13 @@ def test_resnet50_frozen_parts_and_bn_eval(model_of: Callable[[str], CamNet]) ->
     model = model_of("resnet50")
     backbone = model.backbone
     assert not any(p.requires_grad for p in backbone.stem.parameters())
-    assert not any(p.requires_grad for p in backbone.layer1.parameters())
+    # IRN's resnet50_cam: stage1 (stem, layer1) and stage2 (layer2, detached) get no gradient.
+    for stage in (backbone.stem, backbone.layer1, backbone.layer2):
+        assert not any(p.requires_grad for p in stage.parameters())
     bns = _batchnorms(backbone)
     assert bns and not any(p.requires_grad for bn in bns for p in bn.parameters())
     # The rest of the trunk trains.
-    assert backbone.layer2[0].conv1.weight.requires_grad and backbone.layer4[0].conv2.weight.requires_grad
+    assert backbone.layer3[0].conv1.weight.requires_grad and backbone.layer4[0].conv2.weight.requires_grad
     model.train()
     assert model.training and backbone.layer4.training
     assert not any(bn.training for bn in bns)
@@ -325,3 +327,136 @@ def test_weights_digest_follows_the_weights_not_the_file(tmp_path: Path) -> None
     with torch.no_grad():
         b.cam_head.weight[0, 0] += 1e-6
     assert weights_sha256(b) != weights_sha256(a)
+
+
+# ------------------------------------------------- IRN's ResNet-50 (strides 2, 2, 2, 1)
+
+
+def _irn_reference_resnet50(state: dict[str, torch.Tensor]) -> nn.Module:
+    """IRN's ``resnet50(strides=(2, 2, 2, 1))`` built independently: torchvision's plain ResNet-50 (no
+    ``replace_stride_with_dilation``) whose layer4 first block and shortcut get stride 1 by hand."""
+    net = torchvision.models.resnet50(weights=None)
+    net.load_state_dict(state)
+    net.layer4[0].conv2.stride = (1, 1)
+    net.layer4[0].downsample[0].stride = (1, 1)
+    return net.eval()
+
+
+def _trunk(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
+
+def test_resnet50_is_irns_stride_2221_network(resnet50_state: tuple[Path, dict[str, torch.Tensor]]) -> None:
+    path, state = resnet50_state
+    backbone = create_backbone("resnet50", pretrained=str(path)).eval()
+    reference = _irn_reference_resnet50(state)
+    convs = [m for m in backbone.layer4.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(conv.dilation == (1, 1) for conv in convs)
+    assert all(conv.stride == (1, 1) for conv in convs)
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 72, 100)  # sides not multiples of 16
+    with torch.no_grad():
+        ours, theirs = backbone(x), _trunk(reference, x)
+    assert ours.shape == (1, 2048, math.ceil(72 / 16), math.ceil(100 / 16)) == theirs.shape
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert backbone.output_stride == 16
+
+
+def test_boundary_branch_on_resnet50_is_irns_fc_edge() -> None:
+    """Five levels (stem after max pooling, layer1..4), each conv + GroupNorm, upsampled by its integer
+    factor to stride 4, then ReLU; fused by a 1x1 conv with bias (IRN's fc_edge1..6)."""
+    torch.manual_seed(0)
+    model = create_model("resnet50", "boundary", pretrained="none").eval()
+    assert [branch[0].in_channels for branch in model.branches] == [64, 256, 512, 1024, 2048]
+    assert model.fuse.in_channels == 160 and model.fuse.bias is not None
+    with torch.no_grad():
+        for p in model.fuse.parameters():
+            p.normal_()
+        for branch in model.branches:  # GroupNorm's affine parameters away from (1, 0)
+            branch[1].weight.normal_()
+            branch[1].bias.normal_()
+        x = torch.randn(1, 3, 64, 96)
+        stages = model.backbone.forward_stages(x)
+        levels = []
+        for branch, stage, factor in zip(model.branches, stages, (1, 1, 2, 4, 4)):
+            level = branch[1](branch[0](stage))
+            if factor > 1:
+                level = nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)(level)
+            levels.append(torch.relu(level))
+        reference = model.fuse(torch.cat(levels, dim=1))[:, 0]
+        logits = model.logits(x)
+    assert logits.shape == (1, 16, 24)
+    torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(x), torch.sigmoid(reference), atol=1e-6, rtol=1e-6)
+
+
+class _StubBoundaryNet(nn.Module):
+    """Logits chosen by the test: ``logits[b]`` = ``self.maps[b]`` on whatever padded input arrives."""
+
+    def __init__(self, maps: torch.Tensor, crop_size: int | None, output_stride: int = 16) -> None:
+        super().__init__()
+        self.maps, self.crop_size, self.seen = maps, crop_size, []
+        self.backbone = nn.Module()
+        self.backbone.output_stride = output_stride
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.clone())
+        return self.maps[:, : x.shape[2] // 4, : x.shape[3] // 4]
+
+
+def test_predict_boundary_is_the_sigmoid_of_the_mean_logit_of_the_cropped_padded_pair() -> None:
+    import numpy as np
+
+    from pixsup.pseudo_labels.boundary import predict_boundary
+
+    height, width = 37, 50  # grid ceil(37/4) x ceil(50/4) = 10 x 13
+    image = np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    maps = torch.randn(2, 16, 16) * 3  # logits of the 64 x 64 padded pair
+    stub = _StubBoundaryNet(maps, crop_size=64)
+    edge = predict_boundary(stub, image, torch.device("cpu"))
+    # The pair: the normalised image and its mirror, each zero-padded right and bottom to the crop (64).
+    (batch,) = stub.seen
+    # Normalised independently of pixsup's helper: (x / 255 - mean) / std with torchvision's ImageNet statistics.
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    x = torch.from_numpy(((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1))
+    assert batch.shape == (2, 3, 64, 64)
+    torch.testing.assert_close(batch[0, :, :height, :width], x)
+    torch.testing.assert_close(batch[1, :, :height, :width], x.flip(-1))
+    assert not batch[:, :, height:].any() and not batch[:, :, :, width:].any()
+    # Crop each logit map to the image's grid, mirror the second back, sigmoid of the mean.
+    a, b = maps[0, :10, :13], maps[1, :10, :13].flip(-1)
+    torch.testing.assert_close(edge, torch.sigmoid((a + b) / 2))
+    assert edge.shape == (10, 13)
+    # ... which is not the mean of the sigmoids (the former rule), nor the uncropped mirror.
+    assert (edge - (torch.sigmoid(a) + torch.sigmoid(b)) / 2).abs().max() > 0.05
+    assert (edge - torch.sigmoid((a + maps[1].flip(-1)[:10, :13]) / 2)).abs().max() > 0.05
+
+
+def test_predict_boundary_pads_larger_images_to_the_next_multiple_of_the_stride() -> None:
+    import numpy as np
+
+    from pixsup.pseudo_labels.boundary import inference_padding, predict_boundary
+
+    assert inference_padding(375, 500, 512, 16) == (512, 512)  # IRN: every VOC image padded to 512
+    assert inference_padding(530, 200, 512, 16) == (544, 512)  # IRN would cut; we pad on
+    assert inference_padding(37, 50, None, 16) == (48, 64)
+    assert inference_padding(37, 50, 20, 8) == (40, 56)
+    stub = _StubBoundaryNet(torch.zeros(2, 32, 32), crop_size=64)
+    edge = predict_boundary(stub, np.zeros((70, 90, 3), np.uint8), torch.device("cpu"))
+    assert stub.seen[0].shape == (2, 3, 80, 96) and edge.shape == (18, 23)
+    predict_boundary(stub, np.zeros((70, 90, 3), np.uint8), torch.device("cpu"), crop_size=100)
+    assert stub.seen[1].shape == (2, 3, 112, 112)
+
+
+def test_built_boundary_net_pads_to_its_training_crop() -> None:
+    import numpy as np
+
+    from pixsup.config import IrnConfig
+    from pixsup.pseudo_labels.boundary import build_boundary_net, predict_boundary
+
+    model = build_boundary_net(IrnConfig(backbone="tiny", pretrained="none", crop_size=48)).eval()
+    assert model.crop_size == 48
+    edge = predict_boundary(model, np.full((30, 41, 3), 128, np.uint8), torch.device("cpu"))
+    assert edge.shape == (8, 11) and 0.0 <= edge.min() <= edge.max() <= 1.0

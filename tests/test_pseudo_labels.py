@@ -1,4 +1,5 @@
-"""Pseudo labels: the memory-bounded random walk against IRN's dense one, affinities, CRF, confident labels."""
+"""Pseudo labels: IRN's path cells, the memory-bounded random walk against a reference written out from IRN's
+definition, affinities, CRF, confident labels."""
 
 from __future__ import annotations
 
@@ -11,25 +12,95 @@ from pixsup.crf import crf_from_labels
 from pixsup.pseudo_labels.affinity import (
     affinity_labels,
     affinity_loss,
-    line_points,
     neighbour_offsets,
     pair_affinities,
+    path_cells,
 )
 from pixsup.pseudo_labels.random_walk import dense_random_walk, dense_transition, random_walk
 from pixsup.pseudo_labels.refine import confident_labels, irn_mask, threshold_labels
 
+# Enumerated by hand from IRN's definition: the cells (y, x) of the box spanned by (0, 0) and (dy, dx) with
+# (dy x - dx y)^2 / (dy^2 + dx^2) < 1, i.e. (dy x - dx y)^2 < dy^2 + dx^2. Each comment gives dy x - dx y per cell.
+HAND_DERIVED_PATH_CELLS = {
+    # x - y, squared below 2: (0,0) 0, (0,1) 1, (1,0) -1, (1,1) 0: the whole box.
+    (1, 1): [(0, 0), (0, 1), (1, 0), (1, 1)],
+    # 2x - y, squared below 5: (0,0) 0, (0,1) 2, (1,0) -1, (1,1) 1, (2,0) -2, (2,1) 0: the whole box.
+    (2, 1): [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)],
+    # 3x - 4y, |.| below 5: y=0: x=0 0, x=1 3 (x=2..4: 6, 9, 12 out); y=1: x=0 -4, x=1 -1, x=2 2 (x=3 5, x=4 8
+    # out); y=2: x=2 -2, x=3 1, x=4 4 (x=0 -8, x=1 -5 out); y=3: x=3 -3, x=4 0 (x=0..2: -12, -9, -6 out).
+    (3, 4): [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 2), (2, 3), (2, 4), (3, 3), (3, 4)],
+    # 0 x - 5 y = 0 on the box's one row y = 0: all six cells.
+    (0, 5): [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (0, 5)],
+    # -4x - 3y, |.| below 5, y from -4 to 0, x from 0 to 3: y=0: x=0 0, x=1 -4 (x=2 -8, x=3 -12 out); y=-1: x=0 3,
+    # x=1 -1 (x=2 -5, x=3 -9 out); y=-2: x=1 2, x=2 -2 (x=0 6, x=3 -6 out); y=-3: x=2 1, x=3 -3 (x=0 9, x=1 5
+    # out); y=-4: x=2 4, x=3 0 (x=0 12, x=1 8 out).
+    (-4, 3): [(-4, 2), (-4, 3), (-3, 2), (-3, 3), (-2, 1), (-2, 2), (-1, 0), (-1, 1), (0, 0), (0, 1)],
+    # 1 x - 0 y = 0 on the box's one column x = 0: both cells.
+    (1, 0): [(0, 0), (1, 0)],
+}
 
-@pytest.mark.parametrize("shape, radius, exp_times", [((7, 9), 3, 4), ((12, 15), 5, 8), ((10, 6), 5, 6)])
-def test_random_walk_equals_the_dense_reference(shape, radius, exp_times):
-    generator = torch.Generator().manual_seed(sum(shape) + radius)
-    boundary = torch.rand(shape, generator=generator, dtype=torch.float64) ** 3
-    scores = torch.rand((3,) + shape, generator=generator, dtype=torch.float64)
-    sparse = random_walk(scores, boundary, radius, beta=10.0, exp_times=exp_times)
-    dense = dense_random_walk(scores, boundary, radius, beta=10.0, exp_times=exp_times)
-    torch.testing.assert_close(sparse, dense, rtol=1e-9, atol=1e-12)
-    # In float32 (as the pipeline runs it) the labels agree too.
-    sparse32 = random_walk(scores.float(), boundary.float(), radius, 10.0, exp_times)
-    assert torch.equal(sparse32.argmax(0), dense.argmax(0))
+
+@pytest.mark.parametrize("offset", HAND_DERIVED_PATH_CELLS)
+def test_path_cells_are_irns(offset):
+    assert sorted(path_cells(*offset)) == HAND_DERIVED_PATH_CELLS[offset]
+
+
+def test_neighbour_offsets_are_irns():
+    for radius in (5, 10):
+        irn = [(0, x) for x in range(1, radius)] + [
+            (y, x) for y in range(1, radius) for x in range(1 - radius, radius) if x * x + y * y < radius * radius
+        ]
+        assert list(neighbour_offsets(radius, half=True)) == irn
+    assert len(neighbour_offsets(5, half=True)) == 34
+
+
+def irn_random_walk(scores: np.ndarray, boundary: np.ndarray, radius: int, beta: float, exp_times: int) -> np.ndarray:
+    """IRN's walk (misc/indexing.py) written out pair by pair from its definition, sharing no code with pixsup:
+    the dense affinity matrix (1 on the diagonal; each pair within the radius set at both of its ends to
+    1 - max boundary over its path cells; 0 elsewhere), raised to beta, columns normalised, squared exp_times
+    times, and the scores multiplied by it from the left."""
+    height, width = boundary.shape
+    size = height * width
+    affinity = np.eye(size)
+    half_offsets = [(0, dx) for dx in range(1, radius)] + [
+        (dy, dx) for dy in range(1, radius) for dx in range(1 - radius, radius) if dx * dx + dy * dy < radius * radius
+    ]
+    for y0 in range(height):
+        for x0 in range(width):
+            for dy, dx in half_offsets:
+                y1, x1 = y0 + dy, x0 + dx
+                if not (0 <= y1 < height and 0 <= x1 < width):
+                    continue  # IRN pads the boundary map with 1 there: affinity 0
+                path_max = max(
+                    boundary[y, x]
+                    for y in range(min(y0, y1), max(y0, y1) + 1)
+                    for x in range(min(x0, x1), max(x0, x1) + 1)
+                    if (dy * (x - x0) - dx * (y - y0)) ** 2 / (dy * dy + dx * dx) < 1
+                )
+                p, q = y0 * width + x0, y1 * width + x1
+                affinity[p, q] = affinity[q, p] = 1.0 - path_max
+    affinity = affinity**beta
+    transition = affinity / affinity.sum(0, keepdims=True)
+    for _ in range(exp_times):
+        transition = transition @ transition
+    return (scores.reshape(len(scores), size) @ transition).reshape(scores.shape)
+
+
+@pytest.mark.parametrize(
+    "shape, radius, beta, exp_times", [((9, 11), 5, 10.0, 8), ((9, 11), 5, 10.0, 3), ((8, 7), 3, 2.0, 2)]
+)
+def test_random_walk_equals_irns_written_out(shape, radius, beta, exp_times):
+    rng = np.random.default_rng(sum(shape) + radius + exp_times)
+    boundary = rng.random(shape) ** 3
+    scores = rng.random((3,) + shape) * (1 - boundary)
+    expected = irn_random_walk(scores, boundary, radius, beta, exp_times)
+    scores64, boundary64 = torch.from_numpy(scores), torch.from_numpy(boundary)
+    for walk in (random_walk, dense_random_walk):  # ours, and the benchmark's dense baseline
+        walked = walk(scores64, boundary64, radius, beta, exp_times).numpy()
+        np.testing.assert_allclose(walked, expected, rtol=1e-9, atol=1e-12, err_msg=walk.__name__)
+    # In float32, as the pipeline runs it, rounding errors of up to 2^8 products add up (4e-5 of the maximum here).
+    walked32 = random_walk(scores64.float(), boundary64.float(), radius, beta, exp_times).numpy()
+    np.testing.assert_allclose(walked32, expected, rtol=0, atol=1e-4 * expected.max())
 
 
 def test_dense_transition_is_column_stochastic_and_symmetric_before_normalising():
@@ -41,23 +112,30 @@ def test_dense_transition_is_column_stochastic_and_symmetric_before_normalising(
     torch.testing.assert_close(affinity, affinity.T)
 
 
-def test_a_boundary_wall_stops_the_walk():
-    boundary = torch.zeros(10, 12)
-    boundary[:, 6] = 1.0  # a wall between the left and right halves
-    scores = torch.zeros(1, 10, 12)
-    scores[0, 5, 2] = 1.0
-    walked = random_walk(scores, boundary, radius=5, beta=10.0, exp_times=6)
-    assert walked[0, :, 7:].abs().max() < 1e-6 < walked[0, :, :6].sum()
+@pytest.mark.parametrize("wall", ["straight", "diagonal"])
+def test_a_one_cell_wide_wall_stops_the_walk_completely(wall):
+    ys, xs = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    on_wall, near, far = (xs == 8, xs < 8, xs > 8) if wall == "straight" else (ys == xs, ys > xs, ys < xs)
+    boundary = on_wall.float()
+    scores = torch.zeros(1, 16, 16)
+    scores[0, 12, 3] = 1.0  # on the near side of both walls
+    walked = random_walk(scores, boundary, radius=5, beta=10.0, exp_times=8)[0]
+    # Every pair across the wall has a wall cell among its path cells, so its affinity is exactly 0 and not even
+    # a rounding error crosses. (The rasterised line of each pair let half the score through the diagonal wall.)
+    assert walked[far].abs().max().item() == 0.0
+    assert walked[near].min() > 0
 
 
-def test_pair_affinities_use_the_line_between_pixels():
-    assert line_points(0, 3) == ((0, 0), (0, 1), (0, 2), (0, 3))
+def test_pair_affinities_take_the_boundary_maximum_over_the_path_cells():
     assert neighbour_offsets(2, half=True) == ((0, 1), (1, -1), (1, 0), (1, 1))
     boundary = torch.zeros(1, 4, 4)
     boundary[0, 1, 2] = 0.8
-    affinity = pair_affinities(boundary, ((0, 2), (2, 0)))
+    affinity = pair_affinities(boundary, ((0, 2), (2, 0), (1, 1)))
     assert affinity[0, 0, 1, 1].item() == pytest.approx(0.2)  # (1,1)->(1,3) crosses (1,2)
     assert affinity[0, 0, 0, 0].item() == 1.0 and affinity[0, 0, 0, 3].item() == 0.0  # outside the map: 0
+    # (1,1)->(2,2): the straight line's cells miss (1,2), the path cells (1,1), (1,2), (2,1), (2,2) do not.
+    assert affinity[0, 2, 1, 1].item() == pytest.approx(0.2)
+    assert affinity[0, 2, 2, 2].item() == 1.0  # (2,2)->(3,3) stays clear of (1,2)
 
 
 def test_affinity_labels_and_loss():
@@ -68,7 +146,9 @@ def test_affinity_labels_and_loss():
     assert not targets["fg_pos"].any()
     good = affinity_loss(torch.tensor([[[[0.99, 0.01, 0.5, 0.5]]]]), targets)["loss"]
     bad = affinity_loss(torch.tensor([[[[0.01, 0.99, 0.5, 0.5]]]]), targets)["loss"]
-    assert good < 0.1 < 4.0 < bad
+    # IRN's ((bg_pos + fg_pos) / 2 + neg) / 2 by hand; no foreground pair here, so fg_pos is 0.
+    assert bad.item() == pytest.approx((-np.log(0.01 + 1e-5) / 2 - np.log(1 + 1e-5 - 0.99)) / 2, rel=1e-5)
+    assert good.item() == pytest.approx((-np.log(0.99 + 1e-5) / 2 - np.log(1 + 1e-5 - 0.01)) / 2, rel=1e-5)
 
 
 def _toy_image_and_mask() -> tuple[np.ndarray, np.ndarray]:

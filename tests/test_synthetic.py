@@ -103,6 +103,7 @@ def test_layout_complete_and_voc_readable(dataset: tuple[Path, dict], cfg: Synth
         if image_id in segmented:
             classic = Image.open(root / MASK_DIR / f"{image_id}.png")
             assert classic.mode == "P" and classic.getpalette()[:768] == voc_palette()
+            assert classic.getpalette()[3:6] == [128, 0, 0]  # aeroplane's devkit colour, written out
             assert np.array_equal(np.array(classic), mask)
         assert cfg.min_side <= min(image.size) and max(image.size) <= cfg.max_side
         sizes.add(image.size)

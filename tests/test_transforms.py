@@ -48,6 +48,10 @@ def _uniform_around(label: np.ndarray, radius: int) -> np.ndarray:
     return same
 
 
+# The ImageNet mean (0.485, 0.456, 0.406) as a uint8 colour: 123.675, 116.28, 103.53 rounded.
+IMAGENET_MEAN_UINT8 = np.array([124, 116, 104], dtype=np.uint8)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_resize_flip_crop_keep_image_and_label_aligned(seed: int) -> None:
     pixels, label = _painted()
@@ -57,7 +61,7 @@ def test_resize_flip_crop_keep_image_and_label_aligned(seed: int) -> None:
     assert out_image.dtype == np.uint8 and out_label.dtype == np.uint8
     assert set(np.unique(out_label).tolist()) <= set(range(len(COLOURS))) | {255}  # nearest: no new ids
     padding = out_label == 255
-    assert (out_image[padding] == 0).all() and (out_image[~padding] != 0).any(axis=-1).all()
+    assert (out_image[padding] == IMAGENET_MEAN_UINT8).all() and (out_image[~padding] != 0).any(axis=-1).all()
     inside = _uniform_around(out_label, radius=2) & ~padding
     assert inside.mean() > 0.2
     expected = COLOURS[out_label[inside]].astype(int)
@@ -86,13 +90,35 @@ def test_resize_long_side_in_range_and_aspect_kept() -> None:
     assert len(sides) > 3  # actually random
 
 
-def test_crop_pads_image_with_0_and_label_with_255() -> None:
+def test_crop_places_a_small_image_anywhere_and_pads_with_the_mean_colour_and_255() -> None:
+    """IRN's random_crop: a side shorter than the crop lands at a random offset; the rest is the mean colour
+    (0 once normalised) and the ignored label."""
     pixels = np.full((10, 12, 3), 200, dtype=np.uint8)
     label = np.full((10, 12), 3, dtype=np.uint8)
-    out_image, out_label = RandomCrop(16)(pixels, label, np.random.default_rng(0))
-    assert out_image.shape == (16, 16, 3) and out_label.shape == (16, 16)
-    assert (out_label == 3).sum() == 120 and (out_label == 255).sum() == 16 * 16 - 120
-    assert (out_image[out_label == 255] == 0).all() and (out_image[out_label == 3] == 200).all()
+    offsets = set()
+    for seed in range(60):
+        out_image, out_label = RandomCrop(16)(pixels, label, np.random.default_rng(seed))
+        assert out_image.shape == (16, 16, 3) and out_label.shape == (16, 16)
+        rows, cols = np.nonzero(out_label == 3)
+        top, left = rows.min(), cols.min()
+        # The whole image, uncut, as one block.
+        assert (rows.max() - top, cols.max() - left) == (9, 11) and len(rows) == 120
+        assert (out_image[out_label == 3] == 200).all()
+        assert (out_label[out_label != 3] == 255).all()
+        assert (out_image[out_label == 255] == IMAGENET_MEAN_UINT8).all()
+        offsets.add((int(top), int(left)))
+    # 16 - 10 = 6 spare rows and 16 - 12 = 4 spare columns: offsets 0..6 and 0..4.
+    assert {top for top, _ in offsets} == set(range(7)) and {left for _, left in offsets} == set(range(5))
+
+
+def test_crop_of_one_long_and_one_short_side_cuts_one_and_places_the_other() -> None:
+    rows = np.arange(30, dtype=np.uint8)[:, None].repeat(8, axis=1)  # 30 x 8, each row its index
+    image = np.stack([rows] * 3, axis=-1)
+    out_image, out_label = RandomCrop(12)(image, rows.copy(), np.random.default_rng(1))
+    kept = out_label != 255
+    assert kept.sum(axis=1).tolist() == [8] * 12  # every row of the window holds the 8 columns
+    first = int(out_label[0][kept[0]][0])
+    assert 0 <= first <= 18 and (out_label[kept].reshape(12, 8)[:, 0] == np.arange(first, first + 12)).all()
 
 
 def test_crop_of_large_input_needs_no_padding_and_picks_same_window() -> None:
@@ -144,11 +170,19 @@ def test_build_train_transform_follows_config() -> None:
     ]
 
 
+# torchvision's ImageNet statistics (IRN's TorchvisionNormalize), written here rather than read from pixsup.
+TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
 def test_normalize_and_denormalize_round_trip() -> None:
     pixels, _ = _painted()
     tensor = normalize_image(pixels)
     assert tensor.dtype == torch.float32 and tensor.shape == (3, 48, 64)
-    mean_pixel = np.round(np.array(IMAGENET_MEAN) * 255).astype(np.uint8).reshape(1, 1, 3)
+    # (x / 255 - mean) / std per channel, channels first, as IRN's TorchvisionNormalize computes it.
+    expected = ((pixels / 255.0 - np.array(TORCHVISION_MEAN)) / np.array(TORCHVISION_STD)).transpose(2, 0, 1)
+    np.testing.assert_allclose(tensor.numpy(), expected, rtol=0, atol=1e-5)
+    assert IMAGENET_MEAN == TORCHVISION_MEAN
+    mean_pixel = np.round(np.array(TORCHVISION_MEAN) * 255).astype(np.uint8).reshape(1, 1, 3)
     assert normalize_image(mean_pixel).abs().max() < 0.01
     np.testing.assert_array_equal(denormalize(tensor), pixels)
 

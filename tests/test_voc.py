@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pixsup.data.voc import DataError, VocIndex, load_cls_labels_npy, read_split
-from pixsup.data.voc_format import CLASS_ID, IGNORE_INDEX
+from pixsup.data.voc_format import CLASS_ID, IGNORE_INDEX, voc_palette
 
 from fake_voc import FIXTURES, block_mask, image, write_item, write_split
 
@@ -195,3 +195,19 @@ def test_an_id_listed_twice_is_refused_unless_validation_asks(tmp_path: Path) ->
     with pytest.raises(DataError, match=r"train\.txt: 1 ids listed more than once, e\.g\. \['2000_000001'\]"):
         read_split(tmp_path, "train")
     assert read_split(tmp_path, "train", allow_duplicates=True) == ["2000_000001", "2000_000002", "2000_000001"]
+
+
+# The colours of the VOC devkit's colour map (VOClabelcolormap.m) as published for the 21 classes, in class order,
+# and the 'void' colour of index 255: written out here, not computed.
+DEVKIT_COLOURS = [
+    (0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128), (0, 128, 128),
+    (128, 128, 128), (64, 0, 0), (192, 0, 0), (64, 128, 0), (192, 128, 0), (64, 0, 128), (192, 0, 128),
+    (64, 128, 128), (192, 128, 128), (0, 64, 0), (128, 64, 0), (0, 192, 0), (128, 192, 0), (0, 64, 128),
+]  # fmt: skip
+
+
+def test_voc_palette_is_the_devkits_colour_map():
+    palette = voc_palette()
+    assert len(palette) == 768
+    assert [tuple(palette[3 * i : 3 * i + 3]) for i in range(21)] == DEVKIT_COLOURS
+    assert tuple(palette[3 * 255 :]) == (224, 224, 192)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..data.transforms import normalize_image
+from ..data.transforms import normalize_image, shrink_to_max_side
 from ..models.inference import inference_model
 from .cam_files import save_cam_file
 
@@ -25,6 +25,24 @@ if TYPE_CHECKING:
 
 
 PRECISIONS = ("fp32", "bf16")
+# IRN sums every scale's CAM at the image size rounded up to a multiple of its network's output stride
+# (16, imutils.get_strided_up_size), then crops: cell i of the scale-1 CAM covers pixels [16 i, 16 i + 16).
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(height, width) of the image at ``scale``: IRN's ``imutils.pil_rescale`` rounding,
+    ``int(np.round(side * scale))``, i.e. to the nearest integer with halves to even (at least 1)."""
+    return max(1, int(np.round(height * scale))), max(1, int(np.round(width * scale)))
+
+
+def rescale_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """The uint8 H x W x 3 image at ``scale`` as IRN's MSF dataset makes it: PIL bicubic on the uint8
+    image (:func:`scaled_size`); scale 1, or a size that does not change, gives the image itself."""
+    height, width = image.shape[:2]
+    size = scaled_size(height, width, scale)
+    if scale == 1.0 or size == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize(size[::-1], Image.Resampling.BICUBIC))
 
 
 @torch.no_grad()
@@ -42,38 +60,42 @@ def cam_maps(
     """Normalised float32 CAMs (low-resolution grid, image size) of one uint8 H x W x 3 image for
     the label indices ``class_index`` (class id - 1).
 
-    Each scale runs the image and its mirror as one batch of two; ``precision`` ``bf16`` runs the
-    network under bfloat16 autocast (fast where the hardware has bf16 units: CUDA, AMX CPUs). An
-    image whose long side exceeds ``max_side`` is first shrunk to it (antialiased), so the
-    network's memory does not grow with the photo; the CAMs are still given at image size.
+    As IRN's ``make_cam``: each scale's input is the uint8 image resized by PIL bicubic
+    (:func:`rescale_image`), then normalised; it runs with its mirror as one batch of two. The
+    ReLU'd CAMs of every scale are resized bilinearly to the stride-``cam_stride`` grid
+    (ceil(H / cam_stride)), and to the image size rounded up to a multiple of the network's output
+    stride (``model.output_stride``; IRN's is 16) and cropped to it (``high_res``); each sum is divided
+    by its per-class max.
+    ``precision`` ``bf16`` runs the network under bfloat16 autocast (fast where the hardware has
+    bf16 units: CUDA, AMX CPUs). An image whose long side exceeds ``max_side`` is first shrunk to
+    it (antialiased), so the network's memory does not grow with the photo; the CAMs are still
+    given at image size.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision '{precision}' ({' | '.join(PRECISIONS)})")
     device = torch.device(device)
     height, width = image.shape[:2]
     low_size = (math.ceil(height / cam_stride), math.ceil(width / cam_stride))
-    if max_side is not None and max(height, width) > max_side:
-        # Shrink the uint8 photo (antialiased) before anything grows with its size.
-        shrink = max_side / max(height, width)
-        size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    if max_side is not None:
+        image = shrink_to_max_side(image, max_side)  # before anything grows with the photo's size
     work_height, work_width = image.shape[:2]
+    multiple = model.output_stride
+    up_size = tuple(-(-side // multiple) * multiple for side in (work_height, work_width))
     low = torch.zeros(len(class_index), *low_size, device=device)
     # Summed at the working size; a shrunk photo's sum is enlarged to its size once, at the end.
-    high = torch.zeros(len(class_index), work_height, work_width, device=device)
-    base = normalize_image(image).unsqueeze(0).to(device)
+    high = torch.zeros(len(class_index), *up_size, device=device)
     classes = torch.as_tensor(class_index, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     for scale in scales if len(class_index) else ():
-        size = (max(1, round(work_height * scale)), max(1, round(work_width * scale)))
-        x = base if scale == 1.0 else F.interpolate(base, size=size, mode="bilinear", align_corners=False)
+        x = normalize_image(rescale_image(image, scale)).unsqueeze(0).to(device)
         batch = torch.cat([x, x.flip(-1)]) if flip else x
         with autocast:
             cam = model(batch, with_proj=False)["cam"]
         cam = F.relu(cam.float())[:, classes]
         cam = cam[0:1] + cam[1:2].flip(-1) if flip else cam
         low += F.interpolate(cam, size=low_size, mode="bilinear", align_corners=False)[0]
-        high += F.interpolate(cam, size=(work_height, work_width), mode="bilinear", align_corners=False)[0]
+        high += F.interpolate(cam, size=up_size, mode="bilinear", align_corners=False)[0]
+    high = high[:, :work_height, :work_width]
     if (work_height, work_width) != (height, width):
         high = F.interpolate(high[None], size=(height, width), mode="bilinear", align_corners=False)[0]
     if len(class_index):

@@ -20,6 +20,8 @@ from ..config import AugmentConfig
 from .voc_format import IGNORE_INDEX
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+# The mean as a uint8 colour: padding with it gives (about) 0 after normalisation.
+MEAN_COLOUR: tuple[int, int, int] = tuple(round(255 * channel) for channel in IMAGENET_MEAN)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 Pair = tuple[np.ndarray, "np.ndarray | None"]
@@ -131,29 +133,34 @@ def _shift_hue(image: Image.Image, shift: float) -> Image.Image:
 
 
 class RandomCrop:
-    """Pad to at least ``size`` x ``size`` (0 for images, 255 for labels), then crop one random window."""
+    """A random ``size`` x ``size`` window, as IRN's ``imutils.random_crop``: along a side longer than
+    ``size`` the window starts at a random offset; along a shorter one the image is placed at a random
+    offset inside the window. The rest is the ImageNet mean colour (0 once normalised, IRN's and
+    DeepLab's padding) for images and 255 (ignored) for labels."""
 
     def __init__(self, size: int) -> None:
         self.size = size
 
     def __call__(self, image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator) -> Pair:
-        image = _pad_to(image, self.size, 0)
-        top = int(rng.integers(0, image.shape[0] - self.size + 1))
-        left = int(rng.integers(0, image.shape[1] - self.size + 1))
-        window = (slice(top, top + self.size), slice(left, left + self.size))
-        image = np.ascontiguousarray(image[window])
+        placed = []  # per axis: (slice of the source, slice of the window)
+        for side in image.shape[:2]:
+            spare = side - self.size
+            if spare >= 0:
+                start = int(rng.integers(0, spare + 1))
+                placed.append((slice(start, start + self.size), slice(0, self.size)))
+            else:
+                start = int(rng.integers(0, -spare + 1))
+                placed.append((slice(0, side), slice(start, start + side)))
+        source = (placed[0][0], placed[1][0])
+        window = (placed[0][1], placed[1][1])
+        image_out = np.empty((self.size, self.size, image.shape[2]), image.dtype)
+        image_out[...] = MEAN_COLOUR
+        image_out[window] = image[source]
         if label is not None:
-            label = np.ascontiguousarray(_pad_to(label, self.size, IGNORE_INDEX)[window])
-        return image, label
-
-
-def _pad_to(array: np.ndarray, size: int, fill: int) -> np.ndarray:
-    """Pad bottom and right so both sides are at least ``size``."""
-    pad_h, pad_w = max(0, size - array.shape[0]), max(0, size - array.shape[1])
-    if not (pad_h or pad_w):
-        return array
-    widths = ((0, pad_h), (0, pad_w)) + ((0, 0),) * (array.ndim - 2)
-    return np.pad(array, widths, constant_values=fill)
+            label_out = np.full((self.size, self.size), IGNORE_INDEX, label.dtype)
+            label_out[window] = label[source]
+            label = label_out
+        return image_out, label
 
 
 def shrink_to_max_side(image: np.ndarray, max_side: int) -> np.ndarray:

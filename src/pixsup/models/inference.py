@@ -11,6 +11,7 @@ from torch.fx.experimental.optimization import fuse as fuse_conv_bn
 from torch.fx.proxy import TraceError
 
 log = logging.getLogger(__name__)
+BACKBONE_ATTRIBUTES = ("out_channels", "output_stride", "stage_channels")
 
 
 def inference_model(model: nn.Module, device: torch.device | str | None = None) -> nn.Module:
@@ -24,7 +25,13 @@ def inference_model(model: nn.Module, device: torch.device | str | None = None) 
     """
     model = copy.deepcopy(model).eval()
     try:
-        model.backbone = fuse_conv_bn(model.backbone)
+        fused = fuse_conv_bn(model.backbone)
     except TraceError as exc:
         log.info("BatchNorm not folded: the backbone cannot be traced (%s)", exc)
+    else:
+        # The traced graph keeps the layers, not the backbone's documented attributes.
+        for name in BACKBONE_ATTRIBUTES:
+            if hasattr(model.backbone, name):
+                setattr(fused, name, getattr(model.backbone, name))
+        model.backbone = fused
     return model.to(device, memory_format=torch.channels_last)

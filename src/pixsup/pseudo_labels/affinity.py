@@ -1,17 +1,17 @@
-"""Pixel pairs within a radius on the stride-4 grid, the line between them, and their affinities.
+"""Pixel pairs within a radius on the stride-4 grid, the cells between them, and their affinities.
 
 Both IRN's training (affinity labels from confident labels) and its random walk
 (affinities from the predicted boundary map) use the same neighbourhood: every
 offset ``(dy, dx)`` with ``0 < dy^2 + dx^2 < radius^2``. The affinity of a pair is
-``1 - max(boundary)`` over the grid points on the straight line between them
-(both ends included), so a boundary anywhere between two pixels separates them.
+``1 - max(boundary)`` over the pair's path cells (:func:`path_cells`, as in IRN): a
+band about two cells wide around the segment between them, both ends included, so
+a boundary anywhere between two pixels separates them, a one-cell diagonal one too.
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,15 +34,18 @@ def neighbour_offsets(radius: int, half: bool = False) -> tuple[tuple[int, int],
 
 
 @cache
-def line_points(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
-    """Grid points from (0, 0) to (dy, dx) along the straight line, both ends included."""
-    steps = max(abs(dy), abs(dx))
-    points = []
-    for k in range(steps + 1):
-        point = (int(round(dy * k / steps)), int(round(dx * k / steps)))
-        if point not in points:
-            points.append(point)
-    return tuple(points)
+def path_cells(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
+    """IRN's path cells of the offset (dy, dx), in (y, x) order: the cells of the box spanned by (0, 0) and
+    (dy, dx), both included, whose squared distance to the line through them, ``(dy x - dx y)^2 / (dy^2 + dx^2)``,
+    is below 1. The band is wide enough that no one-cell-wide wall, straight or diagonal, lies between the two
+    ends without a cell of it on the path."""
+    length_sq = dy * dy + dx * dx
+    return tuple(
+        (y, x)
+        for y in range(min(0, dy), max(0, dy) + 1)
+        for x in range(min(0, dx), max(0, dx) + 1)
+        if (dy * x - dx * y) ** 2 < length_sq  # the distance test times length_sq: exact in integers
+    )
 
 
 def _shifted(x: Tensor, dy: int, dx: int, fill: float) -> Tensor:
@@ -65,12 +68,12 @@ def pair_affinities(boundary: Tensor, offsets: tuple[tuple[int, int], ...]) -> T
         offsets: the neighbour offsets (P of them).
 
     Returns:
-        ``1 - max(boundary on the line)``; 0 where the neighbour lies outside the map.
+        ``1 - max(boundary on the path cells)``; 0 where the neighbour lies outside the map.
     """
     out = []
     for dy, dx in offsets:
         # Outside the map counts as a full boundary, so such pairs get affinity 0.
-        path_max = torch.stack([_shifted(boundary, py, px, 1.0) for py, px in line_points(dy, dx)]).amax(0)
+        path_max = torch.stack([_shifted(boundary, py, px, 1.0) for py, px in path_cells(dy, dx)]).amax(0)
         out.append(1.0 - path_max)
     return torch.stack(out, dim=-3)
 
@@ -92,7 +95,8 @@ def affinity_loss(
     affinity: Tensor, targets: dict[str, Tensor], eps: float = 1e-5, ranks: Ranks = Ranks()
 ) -> dict[str, Tensor]:
     """IRN's affinity loss: -log(a) on positive pairs, -log(1 - a) on negative pairs, each class of pair averaged
-    over the global batch (this rank's share of each mean when several processes train)."""
+    over the global batch (this rank's share of each mean when several processes train); as IRN's train_irn,
+    ``((bg_pos + fg_pos) / 2 + neg) / 2``."""
 
     def mean_over(mask: Tensor, values: Tensor) -> Tensor:
         return ranks.share_of_mean((values * mask).sum(), ranks.sum(mask.sum()).clamp(min=1))
@@ -100,9 +104,15 @@ def affinity_loss(
     bg = mean_over(targets["bg_pos"], -torch.log(affinity + eps))
     fg = mean_over(targets["fg_pos"], -torch.log(affinity + eps))
     neg = mean_over(targets["neg"], -torch.log(1.0 + eps - affinity))
-    return {"loss": bg / 2 + fg / 2 + neg, "bg_pos": bg, "fg_pos": fg, "neg": neg}
+    return {"loss": ((bg + fg) / 2 + neg) / 2, "bg_pos": bg, "fg_pos": fg, "neg": neg}
 
 
-def downsample_labels(labels: np.ndarray, stride: int) -> np.ndarray:
-    """Nearest-neighbour label map on the stride grid (the pixel at each cell's top-left corner)."""
-    return labels[::stride, ::stride]
+def cell_labels(labels: Tensor, stride: int) -> Tensor:
+    """Labels (..., H, W) on the stride grid (..., ceil(H / stride), ceil(W / stride)): each cell takes the
+    pixel at its centre, ``stride * i + stride // 2`` (clamped inside the image), as IRN's PIL-nearest
+    downscaling of the label crop does (pixel 4i + 2 at stride 4)."""
+
+    def centres(side: int) -> Tensor:
+        return (torch.arange(0, side, stride) + stride // 2).clamp(max=side - 1)
+
+    return labels[..., centres(labels.shape[-2]), :][..., centres(labels.shape[-1])]

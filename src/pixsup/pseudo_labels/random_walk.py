@@ -1,17 +1,18 @@
 """IRN's random walk, memory-bounded: the transition never becomes an (HW x HW) matrix.
 
 IRN builds a dense affinity matrix ``A`` over the stride-4 grid (self-affinity
-1, neighbours within ``radius`` from the boundary map, 0 elsewhere), raises it
-to ``beta``, normalises columns into ``T`` and squares ``T`` ``exp_times``
-times: ``rw = x @ T^(2^exp_times)``. For a 500x375 image that is an
+1, neighbours within ``radius`` from the boundary map: ``1 - max(boundary)``
+over the pair's path cells, 0 elsewhere), raises it to ``beta``, normalises
+columns into ``T`` and squares ``T`` ``exp_times`` times:
+``rw = x @ T^(2^exp_times)``. For a 500x375 image that is an
 11,750 x 11,750 matrix (550 MB in fp32) multiplied by itself eight times.
 
 Here ``T`` is kept as one affinity map per neighbour offset (P maps of H x W),
 and ``x`` is multiplied by ``T`` ``2^exp_times`` times, each product a sum of P
 shifted maps. The result is the same vector (it is the same product taken in
 another order); memory grows with pixels x neighbours, not pixels squared.
-:func:`dense_random_walk` is IRN's formulation, kept as the reference the tests
-and the benchmark compare against.
+:func:`dense_random_walk` is IRN's formulation, kept as the baseline the
+benchmark compares against; the tests check both against a reference of their own.
 """
 
 from __future__ import annotations
