@@ -5,7 +5,8 @@
 #   snakemake --cores all --profile slurm  the same through SLURM
 #
 # Values come from params.yaml, validated by pixsup.config (workflow/rules/common.smk).
-# Outputs: results/<dataset>/..., logs/<dataset>/..., benchmarks/<dataset>/...
+# Outputs: results/<dataset>/...; logs: logs/<dataset>/<rule>...; Snakemake benchmarks of the
+# GPU rules: logs/<dataset>/benchmarks/<rule>...
 
 
 configfile: "params.yaml"

@@ -17,7 +17,8 @@ import torch
 
 from pixsup import files
 from pixsup.checkpoints import resume_path
-from pixsup.runtime.distributed import launch_rank, process_group
+from pixsup.runtime.distributed import process_group
+from pixsup.runtime.launch_env import launch_rank
 from pixsup.steps import train_cam, train_irn, train_seg
 
 folder, root = Path(sys.argv[1]), sys.argv[2]

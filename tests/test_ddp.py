@@ -28,9 +28,10 @@ from pixsup.cam.training import train_cam
 from pixsup.config import ConfigError, parse_params
 from pixsup.engine import epoch_loader
 from pixsup.pseudo_labels.boundary import train_irn
-from pixsup.runtime.distributed import Ranks, first_host, launch_env, launch_rank, slurm_master_port
+from pixsup.runtime.distributed import Ranks
 from pixsup.runtime.launch import launch_command
 from pixsup.runtime.launch import main as launch_main
+from pixsup.runtime.launch_env import first_host, launch_env, launch_rank, slurm_master_port
 from pixsup.segmentation.training import train_seg
 
 from conftest import SMALL_RAW, write_params

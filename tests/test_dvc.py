@@ -47,6 +47,19 @@ def test_repro_noop_and_experiment(tmp_path):
     snake = run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], repo)
     assert "Nothing to be done" in snake.stdout + snake.stderr
 
+    # A code edit: DVC names the stage whose rules run that code, and no stage before it.
+    for module, stage in (("cam/losses.py", "train_cam"), ("report/tables.py", "make_report")):
+        path = repo / "src" / "pixsup" / module
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# edited\n")
+        try:
+            status = run(DVC + ["status"], repo).stdout
+        finally:
+            path.write_bytes(original)
+        changed = {line.strip().rstrip(":") for line in status.splitlines() if line.endswith(":") and line[0] != "\t"}
+        assert changed == {stage}, status
+        assert f"modified:           src/pixsup/{module}" in status or f"src/pixsup/{module}" in status
+
     metrics = json.loads(run(DVC + ["metrics", "show", "--json"], repo).stdout)
     assert metrics, "dvc metrics show found no metrics"
 

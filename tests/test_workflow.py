@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -227,3 +228,30 @@ def test_two_gpu_training_runs_as_two_torchrun_processes(tmp_path):
     assert "python -m pixsup.runtime.launch --nproc 2 --" in result.stdout + result.stderr
     meta = json.loads((repo / "results" / "synthetic" / "support" / "model.pt.meta.json").read_text())
     assert meta["processes"] == 2 and meta["slurm"] is None
+
+
+def _dry_run_after_editing(finished_run: Path, module: str, text: str) -> dict[str, int]:
+    """The jobs `snakemake -n` plans after appending ``text`` to ``src/pixsup/<module>``; the file and its
+    time stamp are restored afterwards (other tests share the finished run)."""
+    path = finished_run / "src" / "pixsup" / module
+    original, stat = path.read_bytes(), path.stat()
+    path.write_bytes(original + text.encode())
+    try:
+        return jobs_by_rule(run(SNAKEMAKE + ["-n", "--cores", "2"], finished_run).stdout)
+    finally:
+        path.write_bytes(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_loss_edit_reruns_cam_training_and_what_follows_only(finished_run):
+    counts = _dry_run_after_editing(finished_run, "cam/losses.py", "\nLOSS_SCALE = 2.0\n")
+    assert counts["train_cam"] == len(VARIANTS)
+    assert counts["make_cams"] >= len(VARIANTS) and counts["eval_cams"] == len(VARIANTS)
+    assert counts["train_irn"] == 1 and counts["train_seg"] == 1 and counts["make_report"] == 1
+    for before in ("write_params", "prepare_data", "validate_data"):
+        assert counts.get(before, 0) == 0, counts
+
+
+def test_a_report_edit_reruns_the_report_only(finished_run):
+    counts = _dry_run_after_editing(finished_run, "report/tables.py", "\n# a comment also reruns it\n")
+    assert {rule: n for rule, n in counts.items() if rule != "all"} == {"make_report": 1}

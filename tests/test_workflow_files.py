@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 
+import pytest
 import tomllib
 import yaml
 
@@ -141,12 +142,31 @@ def test_validation_reads_labels_where_the_steps_do(tmp_path):
         assert words[words.index("--cls-labels-npy") + 1] == str(npy)
 
 
-def test_the_bad_input_table_names_tests_that_exist():
-    table = (REPO / "docs" / "bad-input.md").read_text()
-    named = re.findall(r"`(test_\w+)\.py::(test_\w+)`", table)
+@pytest.mark.parametrize("doc", ["bad-input.md", "conventions.md"])
+def test_the_tables_in_docs_name_tests_that_exist(doc):
+    table = (REPO / "docs" / doc).read_text()
+    named = re.findall(r"`(?:tests/)?(test_\w+)\.py::(test_\w+)`", table)
     shorthand = re.findall(r"(?<!::)`(test_\w+)`", table)
     assert len(named) > 20
     defined = {path.stem: path.read_text() for path in (REPO / "tests").glob("test_*.py")}
     missing = [f"{module}::{name}" for module, name in named if f"def {name}(" not in defined.get(module, "")]
     missing += [name for name in shorthand if not any(f"def {name}(" in text for text in defined.values())]
     assert missing == []
+
+
+def test_dvc_stages_depend_on_exactly_the_code_their_rules_run(tmp_path):
+    """Each stage's src/ deps are the code of the rules its Snakemake target runs (pixsup.code_identity),
+    less the rules of the stages before it: checked against Snakemake's own plan, not a hand list."""
+    from pixsup.code_identity import repository_code_files
+
+    repo = copy_repo(tmp_path / "repo")
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    earlier: set[str] = set()
+    for name, stage in stages.items():
+        target = stage["cmd"].split()[-1]
+        planned = run(["snakemake", target, "-n", "--forceall", "--quiet", "rules"], repo).stdout
+        rules = set(re.findall(r"^(\w+)\s+\d+$", planned, re.MULTILINE)) - {"total", target}
+        own, earlier = rules - earlier, earlier | rules
+        assert own, name
+        expected = {path for rule in own for path in repository_code_files(rule, repo)}
+        assert {dep for dep in stage["deps"] if dep.startswith("src/")} == expected, name

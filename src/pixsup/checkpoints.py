@@ -28,16 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import CheckpointError
 from .files import save_torch
 from .models import CamNet, create_model
 
 log = logging.getLogger(__name__)
 
 CAM_NET_FORMAT = "pixsup.cam_net/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit; the message names the file."""
 
 
 def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:

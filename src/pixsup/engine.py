@@ -40,6 +40,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from .checkpoints import load_resume, resume_path, save_resume
+from .errors import NonFiniteLossError
 from .files import remove_stale_temporaries, write_text
 from .runtime.device import autocast_for, resolve_device
 from .runtime.distributed import Ranks, RankSliceSampler, process_group
@@ -154,10 +155,6 @@ class TrainingTask:
     load_resume_state: Callable[[dict[str, Any]], None] = lambda state: None
     same_on_every_rank: dict[str, nn.Module] = field(default_factory=dict)
     unused_parameters: bool = False
-
-
-class NonFiniteLossError(ValueError):
-    """A loss term became NaN or infinite: the training stops before the step that would spread it."""
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .code_identity import code_digest, code_files
 from .files import write_json
+from .runtime.launch_env import launch_env
 
 _PACKAGES = ("pixsup", "torch", "torchvision", "numpy", "pillow", "pydantic", "pyyaml")
 
@@ -67,7 +69,6 @@ def scheduler_record() -> dict[str, str] | None:
 
 def _launched_processes() -> int:
     """How many processes (DDP ranks) ran the step together; 1 without a launcher."""
-    from .runtime.distributed import launch_env  # imports torch: only when a record is written
 
     launched = launch_env()
     return launched.world_size if launched else 1
@@ -103,6 +104,8 @@ class StepRecord:
             "params": self.params,
             "seed": self.seed,
             "git_commit": git_commit(),
+            # The code this step ran (its module and every pixsup module it imports), whatever git says.
+            "code": {"sha256": code_digest(self.step), "files": len(code_files(self.step))},
             "versions": package_versions(),
             "python": platform.python_version(),
             "host": platform.node(),

@@ -10,6 +10,7 @@ rule train_cam:
     """SupportNet (variant support) or a MainNet variant against it; resumes from <model>.resume.pt."""
     input:
         unpack(train_cam_inputs),
+        code=step_code("train_cam"),
     output:
         model="results/{dataset}/{variant}/model.pt",
         losses="results/{dataset}/{variant}/losses.csv",
@@ -43,6 +44,7 @@ rule train_cam:
 rule make_cams:
     """CAMs of one shard of a split: every NUM_SHARDS-th image, multi-scale + flip."""
     input:
+        code=step_code("make_cams"),
         params=params_file("make_cams"),
         model="results/{dataset}/{variant}/model.pt",
         validated="results/{dataset}/data/validate_{split}.json",
@@ -72,6 +74,7 @@ rule make_cams:
 rule gather_cams:
     """Check that every shard finished and merge their manifests into index.json."""
     input:
+        code=step_code("gather_cams"),
         shards=expand(
             "results/{{dataset}}/{{variant}}/cams/{{split}}/index.shard-{shard}-of-{num_shards}.json",
             shard=range(NUM_SHARDS),
@@ -98,6 +101,7 @@ rule gather_cams:
 rule eval_cams:
     """Seed mIoU of a variant's CAMs on a split, sweeping the background threshold."""
     input:
+        code=step_code("eval_cams"),
         params=params_file("eval_cams"),
         index="results/{dataset}/{variant}/cams/{split}/index.json",
     output:

@@ -8,6 +8,7 @@ import json
 import shlex
 
 from pixsup.cam.variants import VARIANTS as CAM_VARIANTS
+from pixsup.code_identity import repository_code_files
 from pixsup.config import ConfigError, parse_params, section_dict
 from snakemake.exceptions import WorkflowError
 
@@ -82,6 +83,12 @@ def ddp_resources(gpus):
         "mpi": "srun",
         "cpus_per_task": lambda wildcards, threads: max(1, threads // gpus),
     }
+
+
+def step_code(step):
+    """The source files `python -m pixsup.steps.<step>` runs (pixsup.code_identity): an edit to any
+    reruns the step and what follows, and nothing before it."""
+    return repository_code_files(step, workflow.basedir)
 
 
 def params_file(step):

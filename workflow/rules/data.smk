@@ -4,6 +4,8 @@
 
 rule write_params:
     """The params sections one step reads, as a file; rewritten only when a value changes."""
+    input:
+        code=step_code("write_params"),
     output:
         "results/{dataset}/params/{step}.yaml",
     log:
@@ -26,6 +28,7 @@ rule write_params:
 rule prepare_data:
     """Synthetic: generate the dataset. voc12: download VOC 2012 + SBD where data.root lacks them."""
     input:
+        code=step_code("prepare_data"),
         params=params_file("prepare_data"),
     output:
         manifest="results/{dataset}/data/prepared.json",
@@ -47,6 +50,7 @@ rule prepare_data:
 rule validate_data:
     """Check every image, mask and label of a split; any problem stops the workflow here."""
     input:
+        code=step_code("validate_data"),
         prepared="results/{dataset}/data/prepared.json",
     output:
         report="results/{dataset}/data/validate_{split}.json",

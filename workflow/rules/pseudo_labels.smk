@@ -5,6 +5,7 @@
 rule make_ir_labels:
     """Confident foreground/background labels (CRF-refined), 255 elsewhere: IRN's training targets."""
     input:
+        code=step_code("make_ir_labels"),
         params=params_file("pseudo_labels"),
         cams="results/{dataset}/{variant}/cams/train_aug/index.json",
     output:
@@ -29,6 +30,7 @@ rule make_ir_labels:
 rule train_irn:
     """IRN's class-boundary branch on a frozen backbone; resumes from <irn>.resume.pt."""
     input:
+        code=step_code("train_irn"),
         params=params_file("pseudo_labels"),
         labels="results/{dataset}/pseudo_labels/{variant}/ir_labels",
         cam_model="results/{dataset}/{variant}/model.pt",
@@ -61,6 +63,7 @@ rule make_pseudo_masks:
     """Full masks of train_aug by one refinement: irn (random walk), crf or cam."""
     input:
         unpack(pseudo_mask_inputs),
+        code=step_code("make_pseudo_masks"),
     output:
         masks=directory(
             "results/{dataset}/pseudo_labels/{variant}/masks/{method}/train_aug"
@@ -92,6 +95,7 @@ rule make_pseudo_masks:
 rule eval_masks:
     """Pseudo-mask mIoU on train (train is inside train_aug)."""
     input:
+        code=step_code("eval_masks"),
         masks="results/{dataset}/pseudo_labels/{variant}/masks/{method}/train_aug",
         validated="results/{dataset}/data/validate_train.json",
     output:

@@ -4,6 +4,7 @@
 rule make_report:
     """Tables (seeds/masks, segmentation, ablation), figures and a README with provenance."""
     input:
+        code=step_code("make_report"),
         params=params_file("make_report"),
         seeds=expand(
             "results/{{dataset}}/metrics/seeds_{split}_{variant}.json",

@@ -5,6 +5,7 @@
 rule train_seg:
     """The segmentation network on the masks of SEG_VARIANT by SEG_METHOD; resumes from <model>.resume.pt."""
     input:
+        code=step_code("train_seg"),
         params=params_file("seg_train"),
         masks=f"results/{{dataset}}/pseudo_labels/{SEG_VARIANT}/masks/{SEG_METHOD}/train_aug",
         cam_model=f"results/{{dataset}}/{SEG_VARIANT}/model.pt",
@@ -36,6 +37,7 @@ rule train_seg:
 rule make_seg_preds:
     """Predictions for val: single scale (ss) or multi-scale + flip, CRF if configured (ms)."""
     input:
+        code=step_code("make_seg_preds"),
         params=params_file("seg_infer"),
         model="results/{dataset}/seg/model.pt",
         validated="results/{dataset}/data/validate_val.json",
@@ -63,6 +65,7 @@ rule make_seg_preds:
 rule eval_seg:
     """val mIoU of the predictions."""
     input:
+        code=step_code("eval_seg"),
         preds="results/{dataset}/seg/preds/val_{mode}",
     output:
         metrics="results/{dataset}/metrics/seg/val_{mode}.json",
@@ -84,6 +87,7 @@ rule eval_seg:
 rule make_test_submission:
     """Multi-scale test predictions in the evaluation server's layout, and the tar to upload."""
     input:
+        code=step_code("make_test_submission"),
         params=params_file("seg_infer"),
         model="results/{dataset}/seg/model.pt",
         validated="results/{dataset}/data/validate_test.json",

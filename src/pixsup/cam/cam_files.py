@@ -25,14 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data.voc import VocIndex
+from ..errors import CamFileError
 from ..files import remove_stale_temporaries, save_npz, write_json
 
 CAM_KEYS = ("keys", "cam", "high_res")
 INDEX = "index.json"
-
-
-class CamFileError(ValueError):
-    """A CAM file with missing keys or inconsistent shapes; the message names the file."""
 
 
 def _nonfinite(cams: dict[str, np.ndarray]) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import DataError
 from .voc_format import (
     ANNOTATION_DIR,
     CLASS_ID,
@@ -23,10 +24,6 @@ from .voc_format import (
     NUM_FG_CLASSES,
     SPLIT_DIR,
 )
-
-
-class DataError(ValueError):
-    """Bad or missing data; the message names the file (full path) and the problem."""
 
 
 class ClsLabels(dict):

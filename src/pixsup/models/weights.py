@@ -8,9 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
-class WeightsNotFoundError(FileNotFoundError):
-    """ImageNet weights are needed but absent; the message says which file to put where."""
+from ..errors import WeightsNotFoundError
 
 
 def torch_cache_dir() -> Path:
@@ -70,8 +68,9 @@ def freeze(module: nn.Module) -> None:
 
 
 class FrozenBatchNormBackbone(nn.Module):
-    """Base of backbones whose BatchNorm layers keep their ImageNet statistics and affine
-    parameters, as IRN does for ResNet-50: small WSSS batches would only corrupt them."""
+    """Base of backbones whose BatchNorm layers keep their ImageNet statistics and affine parameters.
+    IRN's ``FixedBatchNorm`` keeps the statistics too (small WSSS batches would only corrupt them), but its
+    trained stages still update the affine weight and bias; here those stay fixed as well."""
 
     def _batchnorms(self) -> list[nn.Module]:
         return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -11,14 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..cam.cam_files import CamFileError
-from ..checkpoints import CheckpointError
 from ..config import ConfigError
-from ..data.voc import DataError
-from ..engine import NonFiniteLossError
-from ..models.weights import WeightsNotFoundError
+from ..errors import CamFileError, CheckpointError, DataError, NonFiniteLossError, WeightsNotFoundError
 from ..provenance import StepRecord
-from ..runtime.distributed import launch_rank
+from ..runtime.launch_env import launch_rank
 
 # Errors caused by inputs: reported as one line naming the file or key, no traceback.
 USER_ERRORS = (

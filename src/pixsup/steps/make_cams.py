@@ -5,11 +5,11 @@ Inputs:  --model (a train_cam weights file), --root (VOC2012 folder), --split,
 Outputs: --out, a folder with one ``<id>.npz`` per image (keys ``keys``, ``cam``,
          ``high_res``: see ``pixsup.cam.cam_files``) and a manifest ``index.json``
          (``ids``, ``split``, ``scales``, ``flip``, ``cam_stride``, ``precision``, ``model`` and
-         ``model_sha256``, the digest of its weights);
-         ``<out>.meta.json``.
+         ``model_sha256``, the digest of its weights), and the provenance beside the manifest,
+         inside --out: ``index.json.meta.json``.
 Sharding: ``--shard I/N`` handles every N-th id from I and writes
-         ``index.shard-I-of-N.json`` instead of ``index.json``; gather_cams then
-         checks all shards and writes ``index.json``.
+         ``index.shard-I-of-N.json`` (and ``index.shard-I-of-N.json.meta.json``) instead of
+         ``index.json``; gather_cams then checks all shards and writes ``index.json``.
 
 Example:
   python -m pixsup.steps.make_cams --params params.yaml --root data/synthetic/VOC2012 \\

@@ -9,7 +9,8 @@ Outputs: --out, a folder with ``<id>.png`` per image (palette PNG: VOC class ids
 
 Example:
   python -m pixsup.steps.make_ir_labels --params params.yaml --root data/synthetic/VOC2012 \\
-      --split train_aug --cams results/synthetic/full/cams/train_aug --out results/synthetic/full/ir_labels
+      --split train_aug --cams results/synthetic/full/cams/train_aug \\
+      --out results/synthetic/pseudo_labels/full/ir_labels
 """
 
 from __future__ import annotations

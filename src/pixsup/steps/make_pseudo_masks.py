@@ -10,7 +10,8 @@ Outputs: --out, a folder with ``<id>.png`` per image (palette PNG of VOC class i
 Example:
   python -m pixsup.steps.make_pseudo_masks --params params.yaml --root data/synthetic/VOC2012 \\
       --split train_aug --method irn --cams results/synthetic/full/cams/train_aug \\
-      --irn results/synthetic/full/irn.pt --out results/synthetic/full/masks/irn/train_aug
+      --irn results/synthetic/pseudo_labels/full/irn.pt \\
+      --out results/synthetic/pseudo_labels/full/masks/irn/train_aug
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from ..cam.variants import VARIANTS
 from ..config import load_params, section_dict
 from ..data.voc import load_cls_labels_npy
 from ..provenance import StepRecord
-from ..runtime.distributed import launch_rank
+from ..runtime.launch_env import launch_rank
 from . import _cli
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..config import load_params, section_dict
 from ..provenance import StepRecord
 from ..pseudo_labels.boundary import train_irn
-from ..runtime.distributed import launch_rank
+from ..runtime.launch_env import launch_rank
 from . import _cli
 
 

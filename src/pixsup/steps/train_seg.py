@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..config import load_params, section_dict
 from ..provenance import StepRecord
-from ..runtime.distributed import launch_rank
+from ..runtime.launch_env import launch_rank
 from ..segmentation.training import train_seg
 from . import _cli
 
