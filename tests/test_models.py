@@ -363,6 +363,47 @@ def test_resnet50_is_irns_stride_2221_network(resnet50_state: tuple[Path, dict[s
     assert backbone.output_stride == 16
 
 
+def test_resnet50_cams_are_irns_make_cam(resnet50_state: tuple[Path, dict[str, torch.Tensor]]) -> None:
+    """cam_maps of a ResNet-50 CAM network equals IRN's step/make_cam written out here with the same weights:
+    each scale PIL-bicubic on the uint8 image (scale 1 untouched), normalised in float64, image and mirror
+    through the strides (2, 2, 2, 1) trunk, relu(conv(x, classifier)), mirror added back; `cam` summed at
+    ceil(H/4) x ceil(W/4), `high_res` at the next multiples of 16 then cropped; each kept class divided by
+    its max + 1e-5."""
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from pixsup.cam.inference import cam_maps
+
+    path, state = resnet50_state
+    torch.manual_seed(0)
+    model = create_model("resnet50", pretrained=str(path)).eval()
+    reference = _irn_reference_resnet50(state)
+    classifier = model.cam_head.weight.detach()
+    height, width = 61, 83
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    scales, classes = (1.0, 0.5, 1.5), [4, 11]
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    strided = (math.ceil(height / 4), math.ceil(width / 4))
+    strided_up = (math.ceil(height / 16) * 16, math.ceil(width / 16) * 16)
+    low = high = 0
+    for scale in scales:
+        size = (int(np.round(width * scale)), int(np.round(height * scale)))  # imutils.pil_rescale
+        scaled = image if scale == 1.0 else np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+        x = torch.from_numpy(((scaled / 255.0 - mean) / std).astype(np.float32)).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            cam = F.relu(F.conv2d(_trunk(reference, torch.cat([x, x.flip(-1)])), classifier))
+        cam = cam[0] + cam[1].flip(-1)
+        low = low + F.interpolate(cam[None], strided, mode="bilinear", align_corners=False)[0]
+        high = high + F.interpolate(cam[:, None], strided_up, mode="bilinear", align_corners=False)[:, 0]
+    low, high = low[classes], high[classes, :height, :width]
+    low = low / (F.adaptive_max_pool2d(low, (1, 1)) + 1e-5)
+    high = high / (F.adaptive_max_pool2d(high, (1, 1)) + 1e-5)
+    ours_low, ours_high = cam_maps(model, image, np.array(classes), scales=scales, flip=True, cam_stride=4)
+    torch.testing.assert_close(ours_low, low, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours_high, high, atol=1e-5, rtol=1e-5)
+
+
 def test_boundary_branch_on_resnet50_is_irns_fc_edge() -> None:
     """Five levels (stem after max pooling, layer1..4), each conv + GroupNorm, upsampled by its integer
     factor to stride 4, then ReLU; fused by a 1x1 conv with bias (IRN's fc_edge1..6)."""
