@@ -11,22 +11,13 @@ import yaml
 from pixsup.config import parse_params
 from pixsup.data.synthetic import generate_synthetic
 
-# A shrunken copy of the real config: same code paths, CPU-sized numbers.
+# A shrunken copy of the real config (the data, CAM training and inference of the tiny workflow config,
+# .test/config.yaml): same code paths, CPU-sized numbers.
+_TINY = yaml.safe_load((Path(__file__).resolve().parents[1] / ".test" / "config.yaml").read_text())
 SMALL_RAW = {
-    "data": {
-        "synthetic": {"num_train": 12, "num_aug_extra": 12, "num_val": 8, "num_test": 4, "min_side": 64, "max_side": 80}
-    },
-    "cam_train": {
-        "backbone": "tiny",
-        "pretrained": "none",
-        "epochs": 2,
-        "batch_size": 8,
-        "num_workers": 0,
-        "lr": 0.05,
-        "augment": {"resize_long": [56, 72], "crop_size": 64},
-        "mam": {"scales": [0.5, 1.0, 1.5]},
-    },
-    "cam_infer": {"scales": [1.0, 0.5], "flip": True},
+    "data": _TINY["data"],
+    "cam_train": _TINY["cam_train"],
+    "cam_infer": {"scales": _TINY["cam_infer"]["scales"], "flip": _TINY["cam_infer"]["flip"]},
 }
 
 

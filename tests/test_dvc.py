@@ -1,5 +1,6 @@
-"""`dvc repro` on a fresh copy of the repository (tiny config, no remote, no network), its no-op rerun,
-and a tracked experiment that reruns only what its key affects."""
+"""`dvc repro` on a copy of the finished tiny run (tiny config, no remote, no network): DVC records the
+stages (Snakemake finds its work done), its no-op rerun, code edits, and a tracked experiment that
+reruns only what its key affects."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_repo import copy_repo, run
+from workflow_repo import copy_finished_run, run
 
 pytestmark = pytest.mark.workflow
 
@@ -21,8 +22,8 @@ def _mtimes(paths: list[Path]) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for path in paths}
 
 
-def test_repro_noop_and_experiment(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
+def test_repro_noop_and_experiment(tmp_path, tiny_workflow_run):
+    repo = copy_finished_run(tiny_workflow_run, tmp_path / "repo")
     first = run(DVC + ["repro"], repo)
     assert "Running stage 'make_report'" in first.stdout
     results = repo / "results" / "synthetic"

@@ -12,18 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from conftest import SMALL_RAW
-
 REPO = Path(__file__).resolve().parents[1]
 
-# The tiny workflow config: the test-size data and training of SMALL_RAW, with
-# two make_cams shards so the gather path runs too, and one-epoch IRN and segmentation.
-TINY_PARAMS = copy.deepcopy(SMALL_RAW)
-TINY_PARAMS["cam_infer"]["num_shards"] = 2
-TINY_PARAMS["pseudo_labels"] = {"irn": {"epochs": 1, "batch_size": 8, "resize_long": [56, 72], "crop_size": 64}}
-TINY_PARAMS["seg_train"] = {"epochs": 2, "batch_size": 8, "crop_size": 64}
-TINY_PARAMS["seg_infer"] = {"scales": [0.5, 1.0]}
-TINY_PARAMS["report"] = {"gallery_size": 2}
+# The tiny workflow config (.test/config.yaml, the snakemake-workflows place for it): the test-size
+# data and training, two make_cams shards so the gather path runs too, one-epoch IRN.
+TINY_PARAMS = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "pixsup tests",
@@ -88,6 +81,13 @@ def copy_repo(dest: Path, params: dict | None = None) -> Path:
     )
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "test checkout"]):
         run(cmd, dest)
+    return dest
+
+
+def copy_finished_run(source: Path, dest: Path) -> Path:
+    """A copy of a repository with a finished run (results, data, Snakemake's records), times kept, so
+    that Snakemake and DVC find it as finished as the original."""
+    shutil.copytree(source, dest, symlinks=True)
     return dest
 
 
