@@ -37,14 +37,14 @@ from pixsup.segmentation.training import load_segnet, train_seg
 
 REPO = Path(__file__).resolve().parents[1]
 
-# docs/design-study.md: with params.yaml's seed 0 the full method led the
-# same-budget baseline by 3.3 points on train (36.8 vs 33.5), and by 3.2 (36.72 vs
-# 33.50) since the frozen SupportNet runs with BatchNorm folded. Over seeds 0-2
-# the gap was 3.3, 1.3 and 2.5 (the baseline alone moved between 31.7 and 34.7),
-# so a change of seed, thread count or CPU kernels can move it by about 2 points.
-# The assertion keeps the measured gain net of that allowance.
-MEASURED_GAIN = 3.2
-NOISE = 2.0
+# With params.yaml's seed 0 the full method leads the same-budget baseline by 2.73
+# points on train (34.69 vs 31.96, README, AVX-512 EPYC). Before the IRN-fidelity
+# changes the lead over seeds 0-2 was 3.3, 1.3 and 2.5 (docs/design-study.md; the
+# baseline alone moved between 31.7 and 34.7), so a change of seed, thread count or
+# CPU kernels can move it by 1.5 points: the assertion keeps the measured gain net
+# of that allowance, the smallest lead seen over those seeds.
+MEASURED_GAIN = 2.7
+NOISE = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_full_method_beats_same_budget_baseline(trained, capsys):
 # oracle the masks do not get), and DeepLab (tiny) trained on them VAL_MIOU on val
 # (single scale). Masks must beat seeds; the val mIoU keeps the measured value net
 # of SEG_NOISE, twice the spread of the seed numbers over seeds 0-2.
-SEG_VAL_MIOU = 19.6
+SEG_VAL_MIOU = 18.6
 SEG_NOISE = 4.0
 
 
