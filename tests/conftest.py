@@ -21,6 +21,30 @@ SMALL_RAW = {
 }
 
 
+# One-epoch IRN and segmentation on the tiny backbone, for the step tests.
+TINY_PSEUDO = {
+    "irn": {
+        "backbone": "tiny",
+        "pretrained": "cam",
+        "epochs": 1,
+        "batch_size": 8,
+        "num_workers": 0,
+        "resize_long": [56, 72],
+        "crop_size": 64,
+    }
+}
+TINY_SEG = {
+    "backbone": "tiny",
+    "pretrained": "none",
+    "aspp_rates": [1, 2],
+    "epochs": 1,
+    "batch_size": 8,
+    "num_workers": 0,
+    "lr": 0.01,
+    "crop_size": 64,
+}
+
+
 @pytest.fixture
 def small_raw() -> dict:
     return copy.deepcopy(SMALL_RAW)

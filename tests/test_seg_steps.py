@@ -31,29 +31,7 @@ from pixsup.steps import (
     train_seg,
 )
 
-from conftest import write_params
-
-TINY_PSEUDO = {
-    "irn": {
-        "backbone": "tiny",
-        "pretrained": "cam",
-        "epochs": 1,
-        "batch_size": 8,
-        "num_workers": 0,
-        "resize_long": [56, 72],
-        "crop_size": 64,
-    }
-}
-TINY_SEG = {
-    "backbone": "tiny",
-    "pretrained": "none",
-    "aspp_rates": [1, 2],
-    "epochs": 1,
-    "batch_size": 8,
-    "num_workers": 0,
-    "lr": 0.01,
-    "crop_size": 64,
-}
+from conftest import TINY_PSEUDO, TINY_SEG, write_params
 
 
 @pytest.fixture(scope="module")

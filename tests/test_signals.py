@@ -31,7 +31,7 @@ from pixsup.data.synthetic import generate_synthetic
 from pixsup.models import create_model
 from pixsup.steps import make_cams, make_ir_labels, make_pseudo_masks, train_irn, train_seg
 
-from conftest import SMALL_RAW, write_params
+from conftest import SMALL_RAW, TINY_PSEUDO, TINY_SEG, write_params
 
 # A job that records which device it got and when.
 RECORD = textwrap.dedent("""
@@ -45,26 +45,8 @@ TINY = {
         "synthetic": {"num_train": 8, "num_aug_extra": 8, "num_val": 4, "num_test": 8, "min_side": 200, "max_side": 240}
     },
     "cam_infer": {"scales": [1.0], "flip": False},
-    "pseudo_labels": {
-        "irn": {
-            "backbone": "tiny",
-            "pretrained": "cam",
-            "epochs": 1,
-            "batch_size": 8,
-            "num_workers": 0,
-            "resize_long": [56, 72],
-            "crop_size": 64,
-        }
-    },
-    "seg_train": {
-        "backbone": "tiny",
-        "pretrained": "none",
-        "aspp_rates": [1, 2],
-        "epochs": 1,
-        "batch_size": 8,
-        "num_workers": 0,
-        "crop_size": 64,
-    },
+    "pseudo_labels": TINY_PSEUDO,
+    "seg_train": TINY_SEG,
 }
 
 
