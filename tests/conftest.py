@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import fcntl
+import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -68,14 +72,24 @@ def tiny_workflow_run(tmp_path_factory) -> Path:
     """A repository copy on which `snakemake --cores all` has run the tiny config to the report.
 
     Tests may dry-run on it but must leave its files as they are: the SLURM
-    tests compare their cluster run against it.
+    tests compare their cluster run against it. With PIXSUP_TEST_SHARED_RUN set
+    to a folder (./run-tests sets it), the pytest processes that run side by
+    side build it there once, under a lock, and share it.
     """
-    import time
-
     from workflow_repo import copy_repo, run
 
-    repo = copy_repo(tmp_path_factory.mktemp("workflow") / "repo")
-    started = time.perf_counter()
-    run(["snakemake", "--cores", "all"], repo)
-    print(f"\ntiny workflow, local run: {time.perf_counter() - started:.1f} s")
+    shared = os.environ.get("PIXSUP_TEST_SHARED_RUN")
+    folder = Path(shared) if shared else tmp_path_factory.mktemp("workflow")
+    folder.mkdir(parents=True, exist_ok=True)
+    repo, finished = folder / "repo", folder / "finished"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when its process dies
+        if not finished.exists():
+            if repo.exists():
+                shutil.rmtree(repo)  # left by a process that died while building it
+            copy_repo(repo)
+            started = time.perf_counter()
+            run(["snakemake", "--cores", "all"], repo)
+            print(f"\ntiny workflow, local run: {time.perf_counter() - started:.1f} s")
+            finished.touch()
     return repo

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pixsup.config import ConfigError, Params, load_params, parse_params, section_dict
+from pixsup.config import (
+    DATASET_KEYS,
+    STEP_KEYS,
+    WORKFLOW_KEYS,
+    ConfigError,
+    Params,
+    load_params,
+    load_step_params,
+    parse_params,
+    select_keys,
+    step_keys,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,11 +122,59 @@ def test_missing_or_broken_file_is_named(tmp_path):
         load_params(bad)
 
 
-def test_resolved_section_file_round_trips(tmp_path):
+def test_a_step_file_holds_only_the_steps_values_and_refuses_any_other_read(tmp_path):
     params = load_params(REPO / "params.yaml")
-    resolved = tmp_path / "cam_train.yaml"
-    resolved.write_text(yaml.safe_dump(section_dict(params, "cam_train")))
-    assert load_params(resolved).cam_train == params.cam_train
+    resolved = tmp_path / "train_irn.yaml"
+    resolved.write_text(yaml.safe_dump(select_keys(params, step_keys("train_irn", params))))
+    written = yaml.safe_load(resolved.read_text())
+    assert list(written) == ["pseudo_labels"] and list(written["pseudo_labels"]) == ["irn"]
+    assert "radius" not in written["pseudo_labels"]["irn"] and "bg_threshold" not in written["pseudo_labels"]
+    step = load_step_params(resolved, "train_irn")
+    assert step.pseudo_labels.irn.lr == params.pseudo_labels.irn.lr
+    assert step.pseudo_labels.irn.resize_long == params.pseudo_labels.irn.resize_long
+    # A value the step does not declare is an error, never the schema's default.
+    with pytest.raises(ConfigError, match=r"train_irn.yaml: step 'train_irn' read 'pseudo_labels.irn.radius'"):
+        step.pseudo_labels.irn.radius
+    with pytest.raises(ConfigError, match=r"read 'seg_train'"):
+        step.seg_train
+    # The whole params.yaml serves a step run by hand; the same reads are refused there too.
+    whole = load_step_params(REPO / "params.yaml", "make_ir_labels")
+    assert whole.pseudo_labels.crf.gt_prob == 0.7
+    with pytest.raises(ConfigError, match=r"read 'pseudo_labels.bg_threshold'"):
+        whole.pseudo_labels.bg_threshold
+
+
+def _leaves(tree: dict, prefix: str = "") -> set[str]:
+    leaves: set[str] = set()
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            leaves |= _leaves(value, f"{prefix}{name}.")
+        else:
+            leaves.add(prefix + name)
+    return leaves
+
+
+def test_every_value_in_params_yaml_is_read_by_a_step_or_by_the_workflow():
+    declared = [key for keys in (*STEP_KEYS.values(), *DATASET_KEYS.values(), WORKFLOW_KEYS) for key in keys]
+    unread = [
+        leaf
+        for leaf in sorted(_leaves(yaml.safe_load((REPO / "params.yaml").read_text())))
+        if not any(leaf == key or leaf.startswith(key + ".") for key in declared)
+    ]
+    assert unread == []
+    # make_report hashes every value that decides a result; prepare_data alone reads the data's origin.
+    assert not any(key.startswith("data.voc12") for key in step_keys("make_report", Params()))
+
+
+def test_prepare_data_reads_the_values_of_its_dataset_only():
+    synthetic = step_keys("prepare_data", Params())
+    voc = step_keys("prepare_data", parse_params({"data": {"dataset": "voc12"}}))
+    assert "data.synthetic" in synthetic and not any(key.startswith("data.voc12") for key in synthetic)
+    assert "data.voc12.aug_url" in voc and "data.synthetic" not in voc
+    # The MD5 pins belong to check_downloads alone, so pinning one does not rerun the data.
+    assert not any(key.endswith("_md5") for key in voc)
+    with pytest.raises(ConfigError, match="no step 'train_cams' reads params"):
+        step_keys("train_cams", Params())
 
 
 @pytest.mark.parametrize(
@@ -169,3 +229,18 @@ def test_a_registered_backbone_is_accepted_by_the_schema():
     finally:
         del BACKBONES["mine"]
         KNOWN_BACKBONES.remove("mine")
+
+
+def test_write_params_writes_a_steps_values_and_refuses_any_it_does_not_read(tmp_path, capsys):
+    from pixsup.steps import write_params
+
+    out = tmp_path / "eval_cams.yaml"
+    values = {"cam_eval": {"threshold_min": 0.1, "threshold_max": 0.5, "threshold_step": 0.02}}
+    assert write_params.main(["--step", "eval_cams", "--values", json.dumps(values), "--out", str(out)]) == 0
+    assert yaml.safe_load(out.read_text()) == values
+    extra = {**values, "cam_infer": {"flip": False}}
+    status = write_params.main(
+        ["--step", "eval_cams", "--values", json.dumps(extra), "--out", str(tmp_path / "x.yaml")]
+    )
+    assert status == 2 and "step 'eval_cams' does not read cam_infer.flip" in capsys.readouterr().err
+    assert not (tmp_path / "x.yaml").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pixsup.config import Voc12DownloadConfig
-from pixsup.data.download import archive_name, extract, fetch, prepare_voc12
+from pixsup.data.download import archive_name, check_archives, extract, fetch, prepare_voc12
 from pixsup.data.validate import validate_split
 from pixsup.data.voc import DataError, VocIndex, read_split
 
@@ -117,3 +117,18 @@ def test_the_test_tar_adds_the_test_split(tmp_path):
     assert result["downloaded"] == ["VOC2012test.tar"]
     assert read_split(root, "test") == ["2008_000001"]
     assert VocIndex(root).load_image("2008_000001").shape[2] == 3
+
+
+def test_a_pinned_md5_is_checked_against_what_was_downloaded(tmp_path):
+    mirror = build_mirror(tmp_path / "mirror")
+    archives = prepare_voc12(tmp_path / "VOC2012", _config(mirror, tmp_path / "archives"), progress=False)["archives"]
+    voc_md5 = md5(mirror["voc"])  # hashlib over the mirror's file, not the step's record
+    assert archives["VOCtrainval_11-May-2012.tar"] == {"kind": "voc", "url": mirror["voc"].as_uri(), "md5": voc_md5}
+    checked = check_archives(archives, {"voc": voc_md5, "aug": None, "test": None})
+    assert checked["archives"]["VOCtrainval_11-May-2012.tar"]["pinned"] == voc_md5
+    assert checked["archives"]["SegmentationClassAug.zip"]["pinned"] is None
+    with pytest.raises(
+        DataError,
+        match=r"SegmentationClassAug.zip \(from file://.*\): md5 [0-9a-f]{32} does not match the pinned f{32}",
+    ):
+        check_archives(archives, {"voc": voc_md5, "aug": "f" * 32})

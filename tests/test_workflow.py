@@ -22,6 +22,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 RULES = [
     "write_params",
     "prepare_data",
+    "check_downloads",
     "validate_data",
     "train_cam",
     "make_cams",
@@ -119,19 +120,39 @@ def test_report_tables_equal_the_metrics(finished_run):
     assert summary["mask_miou"]["full/irn"] == pytest.approx(irn_masks["miou"])
 
 
-def test_cam_infer_change_reruns_from_make_cams_not_training(finished_run):
-    params = yaml.safe_load((finished_run / "params.yaml").read_text())
-    params["cam_infer"]["flip"] = False
-    (finished_run / "params.yaml").write_text(yaml.safe_dump(params))
+def _dry_run_with(finished_run: Path, changes: dict) -> dict[str, int]:
+    """The jobs `snakemake -n` plans with ``changes`` merged into params.yaml; the file is restored afterwards
+    (other tests share the finished run)."""
+    path = finished_run / "params.yaml"
+    original = path.read_bytes()
+    path.write_text(yaml.safe_dump(merged(yaml.safe_load(original), changes)))
     try:
-        counts = jobs_by_rule(run(SNAKEMAKE + ["-n", "--cores", "2"], finished_run).stdout)
+        return jobs_by_rule(run(SNAKEMAKE + ["-n", "--cores", "2"], finished_run).stdout)
     finally:
-        params["cam_infer"]["flip"] = True
-        (finished_run / "params.yaml").write_text(yaml.safe_dump(params))
+        path.write_bytes(original)
+
+
+def test_cam_infer_change_reruns_from_make_cams_not_training(finished_run):
+    counts = _dry_run_with(finished_run, {"cam_infer": {"flip": False}})
     assert counts.get("train_cam", 0) == 0 and counts.get("prepare_data", 0) == 0
     assert counts["make_cams"] == (len(VARIANTS) + 1) * TINY_PARAMS["cam_infer"]["num_shards"]
     assert counts["eval_cams"] == len(VARIANTS) and counts["make_report"] == 1
     assert counts["train_irn"] == 1 and counts["train_seg"] == 1  # the CAMs they read changed
+
+
+def test_pinning_a_download_md5_reruns_its_check_and_nothing_else(finished_run):
+    counts = _dry_run_with(finished_run, {"data": {"voc12": {"aug_md5": "0" * 32}}})
+    # The step's params file is rewritten and the check reruns; the data, the trainings and the report stay.
+    assert {rule: n for rule, n in counts.items() if rule != "all"} == {"write_params": 1, "check_downloads": 1}
+
+
+def test_a_mask_threshold_reruns_mask_making_and_what_follows_not_irn_training(finished_run):
+    counts = _dry_run_with(finished_run, {"pseudo_labels": {"bg_threshold": 0.3}})
+    methods = len(yaml.safe_load((finished_run / "params.yaml").read_text())["pseudo_labels"]["compare_methods"])
+    assert counts["make_pseudo_masks"] == methods and counts["eval_masks"] == methods
+    assert counts["train_seg"] == 1 and counts["make_report"] == 1
+    for before in ("train_irn", "make_ir_labels", "train_cam", "make_cams", "prepare_data"):
+        assert counts.get(before, 0) == 0, counts
 
 
 def test_snakemake_report_renders_the_tables_and_figures(finished_run):

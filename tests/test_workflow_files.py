@@ -154,9 +154,36 @@ def test_the_tables_in_docs_name_tests_that_exist(doc):
     assert missing == []
 
 
-def test_dvc_stages_depend_on_exactly_the_code_their_rules_run(tmp_path):
-    """Each stage's src/ deps are the code of the rules its Snakemake target runs (pixsup.code_identity),
-    less the rules of the stages before it: checked against Snakemake's own plan, not a hand list."""
+def test_dvc_yaml_is_generated_from_the_snakemake_plan(tmp_path):
+    repo = copy_repo(tmp_path / "repo", params={})
+    result = run([sys.executable, "-m", "pixsup.workflow_dvc", "--check"], repo, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The report stage reads every loss log the report plots, and every metrics file it tabulates.
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    report_deps = set(stages["make_report"]["deps"])
+    for variant in ("support", "baseline_same_budget", "rcm", "mam", "full"):
+        assert f"results/${{data.dataset}}/{variant}/losses.csv" in report_deps
+
+
+def test_data_dvc_is_a_frozen_import_of_the_published_voc_trainval_tar():
+    from pixsup.config import Voc12DownloadConfig
+    from pixsup.data.download import archive_name
+
+    stage = yaml.safe_load((REPO / "data.dvc").read_text())
+    assert stage["frozen"] is True  # dvc repro never fetches it
+    [dep], [out] = stage["deps"], stage["outs"]
+    # The MD5 the VOC 2012 development kit page publishes for VOCtrainval_11-May-2012.tar.
+    assert out["md5"] == "6cd6e144f989b92b3379bac3b3de84fd" and out["hash"] == "md5"
+    defaults = Voc12DownloadConfig()
+    assert dep["path"] == defaults.voc_url and defaults.voc_md5 == out["md5"]
+    # Where prepare_data keeps and reuses downloads, so it unpacks this file instead of fetching it again.
+    assert out["path"] == f"{defaults.archive_dir}/{archive_name(defaults.voc_url)}"
+
+
+def test_dvc_stages_depend_on_the_code_their_rules_run(tmp_path):
+    """Each stage's src/ deps hold the code of every rule its Snakemake target adds to the stages before
+    it (pixsup.code_identity), and no code that no rule of its target runs: checked against Snakemake's
+    own summary of the plan, not a hand list."""
     from pixsup.code_identity import repository_code_files
 
     repo = copy_repo(tmp_path / "repo")
@@ -166,7 +193,30 @@ def test_dvc_stages_depend_on_exactly_the_code_their_rules_run(tmp_path):
         target = stage["cmd"].split()[-1]
         planned = run(["snakemake", target, "-n", "--forceall", "--quiet", "rules"], repo).stdout
         rules = set(re.findall(r"^(\w+)\s+\d+$", planned, re.MULTILINE)) - {"total", target}
-        own, earlier = rules - earlier, earlier | rules
-        assert own, name
-        expected = {path for rule in own for path in repository_code_files(rule, repo)}
-        assert {dep for dep in stage["deps"] if dep.startswith("src/")} == expected, name
+        new, earlier = rules - earlier, earlier | rules
+        assert new, name
+        code = {dep for dep in stage["deps"] if dep.startswith("src/")}
+        needed = {path for rule in new for path in repository_code_files(rule, repo)}
+        allowed = {path for rule in rules for path in repository_code_files(rule, repo)}
+        assert needed <= code <= allowed, (name, sorted(needed - code), sorted(code - allowed))
+
+
+def test_the_readmes_numbers_are_the_default_runs():
+    """README's results are docs/default-run-summary.json, the summary.json that `snakemake --cores all` wrote for
+    the shipped params.yaml (test_quality.py keeps that file within the measured spread of what the code gives now)."""
+    summary = json.loads((REPO / "docs" / "default-run-summary.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    rows = {
+        "support": r"\| baseline \(SupportNet, \d+ epochs\) \|  \|  \| ([\d.]+) \|",
+        "baseline_same_budget": r"\| baseline \(same budget, \d+ epochs\) \|  \|  \| ([\d.]+) \|",
+        "rcm": r"\| rcm \| ✓ \|  \| ([\d.]+) \|",
+        "mam": r"\| mam \|  \| ✓ \| ([\d.]+) \|",
+        "full": r"\| full \| ✓ \| ✓ \| ([\d.]+) \|",
+    }
+    for variant, pattern in rows.items():
+        [shown] = re.findall(pattern, readme)
+        assert shown == f"{summary['seed_miou'][variant]:.2f}", variant
+    masks = re.search(r"at ([\d.]+) \(irn\), ([\d.]+) \(crf\) and ([\d.]+) \(cam\) mIoU on train", readme)
+    assert masks.groups() == tuple(f"{summary['mask_miou'][f'full/{m}']:.2f}" for m in ("irn", "crf", "cam"))
+    seg = re.search(r"at ([\d.]+) \(single scale\)\s+and ([\d.]+) \(multi-scale \+ flip\) mIoU on val", readme)
+    assert seg.groups() == tuple(f"{summary['val_miou'][mode]:.2f}" for mode in ("ss", "ms"))

@@ -4,8 +4,10 @@ Values live in ``params.yaml`` (one section per group of rules); types and
 defaults live here, and nowhere else. Unknown keys are errors, reported with
 their full path (``cam_train.rcm.tau``) so a typo never silently falls back to
 a default. Each workflow step reads one resolved params file: either the whole
-``params.yaml`` or a file holding only the sections that step reads; the
-sections left out take their defaults here and are not used by that step.
+``params.yaml`` or the file the workflow writes it, holding only the values
+that step reads (``STEP_KEYS``); a step that reads any other value stops with
+an error (``StepParams``), so a default never stands in for a value the step
+was not given.
 """
 
 from __future__ import annotations
@@ -302,8 +304,8 @@ class CamEvalConfig(_Section):
 # ------------------------------------------------------------ pseudo_labels
 
 
-class CrfConfig(_Section):
-    """Dense CRF (pydensecrf2) settings; the defaults are IRN's."""
+class ProbabilityCrfConfig(_Section):
+    """Dense CRF (pydensecrf2) of probabilities; the defaults are IRN's."""
 
     iterations: int = Field(10, ge=1, description="Mean-field iterations.")
     gaussian_sxy: float = Field(3.0, gt=0.0, description="Smoothness kernel: spatial std (pixels).")
@@ -311,6 +313,11 @@ class CrfConfig(_Section):
     bilateral_sxy: float = Field(50.0, gt=0.0, description="Appearance kernel: spatial std (pixels).")
     bilateral_srgb: float = Field(5.0, gt=0.0, description="Appearance kernel: colour std.")
     bilateral_compat: float = Field(10.0, ge=0.0, description="Appearance kernel weight.")
+
+
+class CrfConfig(ProbabilityCrfConfig):
+    """Dense CRF of hard labels: each label becomes a probability first."""
+
     gt_prob: float = Field(0.7, gt=0.0, lt=1.0, description="Confidence given to a hard label's own class.")
 
 
@@ -429,7 +436,7 @@ class SegInferConfig(_Section):
     )
     flip: bool = Field(True, description="Add the mirror of every scale in the multi-scale prediction.")
     crf: bool = Field(False, description="Also refine the multi-scale prediction with the dense CRF.")
-    crf_params: CrfConfig = CrfConfig()
+    crf_params: ProbabilityCrfConfig = ProbabilityCrfConfig()
     max_side: int = Field(
         1000,
         ge=16,
@@ -498,10 +505,139 @@ def load_params(path: str | os.PathLike) -> Params:
     return parse_params(raw, str(path))
 
 
-def section_dict(params: Params, *names: str) -> dict[str, Any]:
-    """Plain dict of the named sections, ready for YAML/JSON (tuples become lists)."""
-    dumped = params.model_dump(mode="json")
-    return {name: dumped[name] for name in names}
+# ------------------------------------------------------------- per-step values
+
+# The values each workflow step reads, as dotted keys (a key names its whole subtree). The workflow
+# writes each step a params file holding these and nothing else, so a change anywhere else does not
+# rerun it; a step that reads a value outside its list stops with an error (StepParams) instead of
+# silently using a default. prepare_data reads the generator's or the download's values (DATASET_KEYS).
+STEP_KEYS: dict[str, tuple[str, ...]] = {
+    "prepare_data": ("data.dataset", "data.root"),
+    # The download MD5 pins are checked apart from the download, so pinning one after the first download
+    # (as the README suggests) reruns this check alone, not the data and all that follows.
+    "check_downloads": ("data.voc12.voc_md5", "data.voc12.aug_md5", "data.voc12.test_md5"),
+    "train_cam": ("cam_train", "data.cls_labels_npy"),
+    "make_cams": (
+        "cam_infer.scales",
+        "cam_infer.flip",
+        "cam_infer.cam_stride",
+        "cam_infer.num_workers",
+        "cam_infer.precision",
+        "cam_infer.max_side",
+        "data.cls_labels_npy",
+    ),
+    "eval_cams": ("cam_eval",),
+    "make_ir_labels": (
+        "pseudo_labels.conf_fg_threshold",
+        "pseudo_labels.conf_bg_threshold",
+        "pseudo_labels.crf",
+        "pseudo_labels.max_side",
+    ),
+    "train_irn": tuple(
+        f"pseudo_labels.irn.{key}" for key in IrnConfig.model_fields if key not in ("radius", "beta", "exp_times")
+    ),
+    "make_pseudo_masks": (
+        "pseudo_labels.conf_fg_threshold",
+        "pseudo_labels.conf_bg_threshold",
+        "pseudo_labels.bg_threshold",
+        "pseudo_labels.crf",
+        "pseudo_labels.max_side",
+        "pseudo_labels.irn.radius",
+        "pseudo_labels.irn.beta",
+        "pseudo_labels.irn.exp_times",
+    ),
+    "train_seg": ("seg_train",),
+    "make_seg_preds": ("seg_infer",),
+    "make_test_submission": ("seg_infer",),
+    # The report hashes every value that decides a result (where the data was downloaded from is in the
+    # data manifest instead).
+    "make_report": tuple(
+        [f"data.{key}" for key in DataConfig.model_fields if key != "voc12"]
+        + [name for name in Params.model_fields if name != "data"]
+    ),
+}
+DATASET_KEYS: dict[str, tuple[str, ...]] = {
+    "synthetic": ("data.synthetic",),
+    "voc12": ("data.voc12.voc_url", "data.voc12.aug_url", "data.voc12.test_url", "data.voc12.archive_dir"),
+}
+# Values the workflow itself reads to shape its plan (how many jobs, on how many GPUs, which outputs).
+WORKFLOW_KEYS: tuple[str, ...] = (
+    "data.dataset",
+    "data.root",
+    "cam_train.gpus",
+    "cam_infer.num_shards",
+    "pseudo_labels.variants",
+    "pseudo_labels.method",
+    "pseudo_labels.compare_methods",
+    "pseudo_labels.irn.gpus",
+    "seg_train.gpus",
+)
+
+
+def step_keys(step: str, params: Params) -> tuple[str, ...]:
+    """The dotted keys ``step`` reads under these params (STEP_KEYS, and DATASET_KEYS for prepare_data)."""
+    try:
+        keys = STEP_KEYS[step]
+    except KeyError:
+        raise ConfigError(f"no step '{step}' reads params; steps that do: {', '.join(STEP_KEYS)}") from None
+    if step == "prepare_data":
+        keys = keys + DATASET_KEYS[params.data.dataset]
+    return keys
+
+
+def _covers(keys: tuple[str, ...], dotted: str) -> bool:
+    return any(dotted == key or dotted.startswith(key + ".") for key in keys)
+
+
+def _pick(dumped: dict[str, Any], keys: tuple[str, ...], prefix: str) -> dict[str, Any]:
+    picked: dict[str, Any] = {}
+    for name, value in dumped.items():
+        dotted = prefix + name
+        if _covers(keys, dotted):
+            picked[name] = value
+        elif isinstance(value, dict) and any(key.startswith(dotted + ".") for key in keys):
+            picked[name] = _pick(value, keys, dotted + ".")
+    return picked
+
+
+def select_keys(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Nested plain dict of only the values under ``keys`` (dotted), in schema order."""
+    return _pick(params.model_dump(mode="json"), keys, "")
+
+
+class StepParams:
+    """The params of one step: reads inside its STEP_KEYS give the value, any other read is an error.
+
+    A section the step reads whole comes back as the schema model itself; a section it reads in part
+    comes back as another StepParams, whose ``model_dump`` holds only the declared values.
+    """
+
+    def __init__(self, model: BaseModel, step: str, keys: tuple[str, ...], source: str, prefix: str = "") -> None:
+        self._model, self._step, self._keys, self._source, self._prefix = model, step, keys, source, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        dotted = self._prefix + name
+        value = getattr(self._model, name)
+        if _covers(self._keys, dotted):
+            return value
+        if isinstance(value, BaseModel) and any(key.startswith(dotted + ".") for key in self._keys):
+            return StepParams(value, self._step, self._keys, self._source, dotted + ".")
+        raise ConfigError(
+            f"{self._source}: step '{self._step}' read '{dotted}', which is not among the values it declares "
+            "(pixsup.config.STEP_KEYS): declare it there so that a change to it reruns the step"
+        )
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """The declared values below this point, as the schema model would dump them."""
+        return _pick(self._model.model_dump(**kwargs), self._keys, self._prefix)
+
+
+def load_step_params(path: str | os.PathLike, step: str) -> StepParams:
+    """Read a step's params file (the workflow's per-step file or a whole params.yaml) for ``step``."""
+    params = load_params(path)
+    return StepParams(params, step, step_keys(step, params), str(path))
 
 
 def json_schema() -> dict[str, Any]:

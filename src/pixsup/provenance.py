@@ -85,7 +85,7 @@ class StepRecord:
 
     Usage::
 
-        record = StepRecord("train_cam", params=section_dict, seed=cfg.seed)
+        record = StepRecord("train_cam", params=step_params.model_dump(mode="json"), seed=cfg.seed)
         ... work ...
         record.write(output_path, extra={"epochs_done": 5})
     """

@@ -9,7 +9,7 @@ import shlex
 
 from pixsup.cam.variants import VARIANTS as CAM_VARIANTS
 from pixsup.code_identity import repository_code_files
-from pixsup.config import ConfigError, parse_params, section_dict
+from pixsup.config import STEP_KEYS, ConfigError, parse_params, select_keys, step_keys
 from snakemake.exceptions import WorkflowError
 
 try:
@@ -43,24 +43,12 @@ if unknown:
 # The gallery compares these CAMs (title -> variant).
 GALLERY = {"baseline": "support", "full": "full"}
 
-# Which params sections each step reads: a change elsewhere does not rerun it.
-STEP_SECTIONS = {
-    "prepare_data": ("data",),
-    "train_cam": ("data", "cam_train"),
-    "make_cams": ("data", "cam_infer"),
-    "eval_cams": ("cam_eval",),
-    "pseudo_labels": ("pseudo_labels",),
-    "seg_train": ("seg_train",),
-    "seg_infer": ("seg_infer",),
-    "make_report": tuple(PARAMS.model_fields),
-}
-
 
 wildcard_constraints:
     dataset=DATASET,
     variant="|".join(VARIANTS),
     split="train|train_aug|val|test",
-    step="|".join(STEP_SECTIONS),
+    step="|".join(STEP_KEYS),
     shard=r"\d+",
     method="irn|crf|cam",
     mode="ss|ms",
@@ -166,7 +154,7 @@ def name_path_pairs(paths):
 
 def pseudo_mask_inputs(wildcards):
     inputs = {
-        "params": params_file("pseudo_labels").format(dataset=wildcards.dataset),
+        "params": params_file("make_pseudo_masks").format(dataset=wildcards.dataset),
         "cams": f"results/{wildcards.dataset}/{wildcards.variant}/cams/train_aug/index.json",
     }
     if wildcards.method == "irn":

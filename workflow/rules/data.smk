@@ -3,7 +3,7 @@
 
 
 rule write_params:
-    """The params sections one step reads, as a file; rewritten only when a value changes."""
+    """The values one step reads (pixsup.config.STEP_KEYS), as a file; rewritten only when one changes."""
     input:
         code=step_code("write_params"),
     output:
@@ -19,10 +19,11 @@ rule write_params:
         runtime=10,
     params:
         values=lambda wildcards: json.dumps(
-            section_dict(PARAMS, *STEP_SECTIONS[wildcards.step])
+            select_keys(PARAMS, step_keys(wildcards.step, PARAMS))
         ),
     shell:
-        "python -m pixsup.steps.write_params --values {params.values:q} --out {output:q} --log {log:q} --quiet"
+        "python -m pixsup.steps.write_params --step {wildcards.step:q} --values {params.values:q}"
+        " --out {output:q} --log {log:q} --quiet"
 
 
 rule prepare_data:
@@ -47,11 +48,34 @@ rule prepare_data:
         " --out {output.manifest:q} --log {log:q} --quiet"
 
 
+rule check_downloads:
+    """Compare the MD5 of each downloaded archive with its pin in data.voc12 (nothing to do for synthetic)."""
+    input:
+        code=step_code("check_downloads"),
+        params=params_file("check_downloads"),
+        prepared="results/{dataset}/data/prepared.json",
+    output:
+        checked="results/{dataset}/data/downloads_checked.json",
+    log:
+        "logs/{dataset}/check_downloads.log",
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m pixsup.steps.check_downloads --params {input.params:q} --prepared {input.prepared:q}"
+        " --out {output.checked:q} --log {log:q} --quiet"
+
+
 rule validate_data:
     """Check every image, mask and label of a split; any problem stops the workflow here."""
     input:
         code=step_code("validate_data"),
         prepared="results/{dataset}/data/prepared.json",
+        # No step reads data whose archive fails its pin. ancient(): a new pin reruns the check, not the data.
+        downloads=ancient("results/{dataset}/data/downloads_checked.json"),
     output:
         report="results/{dataset}/data/validate_{split}.json",
     log:

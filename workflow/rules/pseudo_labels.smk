@@ -6,7 +6,7 @@ rule make_ir_labels:
     """Confident foreground/background labels (CRF-refined), 255 elsewhere: IRN's training targets."""
     input:
         code=step_code("make_ir_labels"),
-        params=params_file("pseudo_labels"),
+        params=params_file("make_ir_labels"),
         cams="results/{dataset}/{variant}/cams/train_aug/index.json",
     output:
         labels=directory("results/{dataset}/pseudo_labels/{variant}/ir_labels"),
@@ -31,7 +31,7 @@ rule train_irn:
     """IRN's class-boundary branch on a frozen backbone; resumes from <irn>.resume.pt."""
     input:
         code=step_code("train_irn"),
-        params=params_file("pseudo_labels"),
+        params=params_file("train_irn"),
         labels="results/{dataset}/pseudo_labels/{variant}/ir_labels",
         cam_model="results/{dataset}/{variant}/model.pt",
     output:

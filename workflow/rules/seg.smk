@@ -6,7 +6,7 @@ rule train_seg:
     """The segmentation network on the masks of SEG_VARIANT by SEG_METHOD; resumes from <model>.resume.pt."""
     input:
         code=step_code("train_seg"),
-        params=params_file("seg_train"),
+        params=params_file("train_seg"),
         masks=f"results/{{dataset}}/pseudo_labels/{SEG_VARIANT}/masks/{SEG_METHOD}/train_aug",
         cam_model=f"results/{{dataset}}/{SEG_VARIANT}/model.pt",
     output:
@@ -38,7 +38,7 @@ rule make_seg_preds:
     """Predictions for val: single scale (ss) or multi-scale + flip, CRF if configured (ms)."""
     input:
         code=step_code("make_seg_preds"),
-        params=params_file("seg_infer"),
+        params=params_file("make_seg_preds"),
         model="results/{dataset}/seg/model.pt",
         validated="results/{dataset}/data/validate_val.json",
     output:
@@ -88,7 +88,7 @@ rule make_test_submission:
     """Multi-scale test predictions in the evaluation server's layout, and the tar to upload."""
     input:
         code=step_code("make_test_submission"),
-        params=params_file("seg_infer"),
+        params=params_file("make_test_submission"),
         model="results/{dataset}/seg/model.pt",
         validated="results/{dataset}/data/validate_test.json",
     output:

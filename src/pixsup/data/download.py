@@ -165,33 +165,53 @@ def prepare_voc12(root: str | os.PathLike, cfg: Any, progress: bool = True) -> d
 
     Parts that are already there (a lab's own VOCdevkit) are kept and not downloaded. The test
     split (images and ``test.txt``) is added from ``cfg.test_url`` when one is given; without it
-    the folder has no test split and the workflow skips the test submission.
+    the folder has no test split and the workflow skips the test submission. The MD5 of each
+    download is recorded, not checked here: ``check_archives`` compares it with the pins before any
+    step reads the data, so that pinning an MD5 later reruns that check alone.
 
     Args:
         root: The VOC2012 folder to fill (``data.root``).
-        cfg: ``pixsup.config.Voc12DownloadConfig``.
+        cfg: ``pixsup.config.Voc12DownloadConfig`` (its URLs and ``archive_dir``).
         progress: Show download progress bars.
 
     Returns:
-        ``{"archives": {name: {"url", "md5"}}, "downloaded": [...]}``.
+        ``{"archives": {name: {"kind", "url", "md5"}}, "downloaded": [...]}``, kind voc | aug | test.
     """
     root = Path(root)
     archives: dict[str, dict[str, str]] = {}
+
+    def download(kind: str, url: str) -> Path:
+        path, md5 = fetch(url, cfg.archive_dir, None, progress)
+        archives[path.name] = {"kind": kind, "url": url, "md5": md5}
+        return path
+
     if not (root / JPEG_DIR).is_dir():
-        path, md5 = fetch(cfg.voc_url, cfg.archive_dir, cfg.voc_md5, progress)
-        archives[path.name] = {"url": cfg.voc_url, "md5": md5}
-        _unpack_into(path, "VOC2012", root)
+        _unpack_into(download("voc", cfg.voc_url), "VOC2012", root)
     if not (root / MASK_AUG_DIR).is_dir():
-        path, md5 = fetch(cfg.aug_url, cfg.archive_dir, cfg.aug_md5, progress)
-        archives[path.name] = {"url": cfg.aug_url, "md5": md5}
-        _unpack_into(path, MASK_AUG_DIR, root / MASK_AUG_DIR)
+        _unpack_into(download("aug", cfg.aug_url), MASK_AUG_DIR, root / MASK_AUG_DIR)
     if not (root / SPLIT_DIR / "train_aug.txt").is_file():
         log.info("train_aug.txt: %d ids", write_train_aug(root))
     if cfg.test_url and not (root / SPLIT_DIR / "test.txt").is_file():
-        path, md5 = fetch(cfg.test_url, cfg.archive_dir, cfg.test_md5, progress)
-        archives[path.name] = {"url": cfg.test_url, "md5": md5}
-        log.info("test split: %d images added", _add_test_split(path, root))
+        log.info("test split: %d images added", _add_test_split(download("test", cfg.test_url), root))
     return {"archives": archives, "downloaded": sorted(archives)}
+
+
+def check_archives(archives: dict[str, dict[str, str]], pins: dict[str, str | None]) -> dict[str, Any]:
+    """Compare the MD5 of each downloaded archive with its pin (``pins[kind]``; None: not pinned).
+
+    Raises:
+        DataError: an archive's MD5 differs from its pin, naming the archive and what to remove.
+    """
+    checked: dict[str, Any] = {}
+    for name, archive in archives.items():
+        pin = pins.get(archive["kind"])
+        if pin is not None and archive["md5"] != pin:
+            raise DataError(
+                f"{name} (from {archive['url']}): md5 {archive['md5']} does not match the pinned {pin}; "
+                "remove the archive and what prepare_data unpacked from it, then run again"
+            )
+        checked[name] = {**archive, "pinned": pin}
+    return {"archives": checked}
 
 
 def _add_test_split(archive: Path, root: Path) -> int:

@@ -2,7 +2,7 @@
 
 Inputs:  --cams (a make_cams folder with ``index.json``), --root (VOC2012 folder),
          --split (the list to evaluate, usually ``train``; every id must have a
-         CAM file and a mask), --params (reads section ``cam_eval``).
+         CAM file and a mask), --params (reads the values of ``pixsup.config.STEP_KEYS["eval_cams"]``).
 Outputs: --out, metrics JSON: ``miou`` (percent, at the best threshold),
          ``best_threshold``, ``curve`` (threshold, miou for the whole sweep),
          ``per_class_iou`` / ``per_class_precision`` / ``per_class_recall``
@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cam.cam_files import CamFileError
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..evaluation.metrics import sweep_thresholds
 from ..evaluation.scoring import evaluate_cams
 from ..files import write_json
@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log)
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "eval_cams")
         cfg = params.cam_eval
-        record = StepRecord("eval_cams", section_dict(params, "cam_eval"))
+        record = StepRecord("eval_cams", params.model_dump(mode="json"))
         if not (Path(args.cams) / "index.json").is_file():
             raise CamFileError(f"{args.cams}: no index.json (make_cams has not finished, or shards not gathered)")
         thresholds = sweep_thresholds(cfg.threshold_min, cfg.threshold_max, cfg.threshold_step)

@@ -1,7 +1,7 @@
 """Dump multi-scale, flip-augmented CAMs of a trained CAM network for every image of a split.
 
 Inputs:  --model (a train_cam weights file), --root (VOC2012 folder), --split,
-         --params (reads section ``cam_infer``; ``data.cls_labels_npy`` if set).
+         --params (reads the keys of ``pixsup.config.STEP_KEYS["make_cams"]``).
 Outputs: --out, a folder with one ``<id>.npz`` per image (keys ``keys``, ``cam``,
          ``high_res``: see ``pixsup.cam.cam_files``) and a manifest ``index.json``
          (``ids``, ``split``, ``scales``, ``flip``, ``cam_stride``, ``precision``, ``model`` and
@@ -26,7 +26,7 @@ from torch.utils.data import Subset
 from ..cam.cam_files import INDEX, manifest_name, shard_positions, start_cam_folder
 from ..cam.inference import dump_cams
 from ..checkpoints import load_cam_net, weights_sha256
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..data.datasets import CamInferDataset
 from ..data.voc import load_cls_labels_npy
 from ..files import write_json
@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         shard, total = _parse_shard(args.shard) if args.shard else (0, 1)
         out_manifest = Path(args.out) / (manifest_name(shard, total) if args.shard else INDEX)
-        params = load_params(args.params)
+        params = load_step_params(args.params, "make_cams")
         cfg = params.cam_infer
-        record = StepRecord("make_cams", section_dict(params, "cam_infer"))
+        record = StepRecord("make_cams", params.model_dump(mode="json"))
         cls_labels = load_cls_labels_npy(params.data.cls_labels_npy) if params.data.cls_labels_npy else None
         dataset = CamInferDataset(args.root, args.split, cls_labels=cls_labels)
         positions = shard_positions(len(dataset), shard, total)

@@ -1,8 +1,7 @@
 """Confident labels from CAMs (IRN's cam_to_ir_label): the training targets of the boundary network.
 
 Inputs:  --cams (a make_cams folder, usually of train_aug), --root (VOC2012 folder),
-         --split, --params (reads section ``pseudo_labels``: conf_fg_threshold,
-         conf_bg_threshold, crf).
+         --split, --params (reads the values of ``pixsup.config.STEP_KEYS["make_ir_labels"]``).
 Outputs: --out, a folder with ``<id>.png`` per image (palette PNG: VOC class ids for
          confident pixels, 0 confident background, 255 unknown) and ``index.json``
          (``ids``, ``split``, ``cams``, thresholds); ``<out>.meta.json``.
@@ -18,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cam.cam_files import load_image_and_cams, require_cam_dir
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..data.label_folders import start_label_folder, write_label_png, write_manifest
 from ..data.voc import read_split
 from ..provenance import StepRecord
@@ -40,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log)
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "make_ir_labels")
         cfg = params.pseudo_labels
-        record = StepRecord("make_ir_labels", section_dict(params, "pseudo_labels"))
+        record = StepRecord("make_ir_labels", params.model_dump(mode="json"))
         require_cam_dir(args.cams)
         ids = read_split(args.root, args.split)
         start_label_folder(args.out)

@@ -1,8 +1,8 @@
 """Full pseudo masks from CAMs, refined by one method: irn (random walk), crf or cam (threshold only).
 
 Inputs:  --cams (make_cams folder), --root (VOC2012 folder), --split (usually train_aug),
-         --method irn | crf | cam, --irn (train_irn output; irn only), --params (reads
-         section ``pseudo_labels``: bg_threshold, crf, irn.radius/beta/exp_times).
+         --method irn | crf | cam, --irn (train_irn output; irn only),
+         --params (reads the values of ``pixsup.config.STEP_KEYS["make_pseudo_masks"]``).
 Outputs: --out, a folder with ``<id>.png`` per image (palette PNG of VOC class ids, no
          255) and ``index.json`` (``ids``, ``split``, ``method``, ``cams``);
          ``<out>.meta.json``.
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..cam.cam_files import load_image_and_cams, require_cam_dir
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..data.label_folders import start_label_folder, write_label_png, write_manifest
 from ..data.voc import read_split
 from ..provenance import StepRecord
@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log)
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "make_pseudo_masks")
         cfg = params.pseudo_labels
-        record = StepRecord("make_pseudo_masks", section_dict(params, "pseudo_labels"))
+        record = StepRecord("make_pseudo_masks", params.model_dump(mode="json"))
         require_cam_dir(args.cams)
         ids = read_split(args.root, args.split)
         start_label_folder(args.out)

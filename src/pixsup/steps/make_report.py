@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import load_params
+from ..config import load_step_params
 from ..data.voc import read_split
 from ..report.build import ReportInputs, build_report
 from . import _cli
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log)
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "make_report")
         ids = params.report.gallery_ids or read_split(args.root, args.split)[: params.report.gallery_size]
         inputs = ReportInputs(
             dataset=params.data.dataset,

@@ -2,8 +2,8 @@
 
 Inputs:  --model (train_seg output), --root (VOC2012 folder), --split (val, ...),
          --mode ``ss`` (single scale) | ``ms`` (``seg_infer.scales``, with mirrors if
-         ``seg_infer.flip``, then the dense CRF if ``seg_infer.crf``), --params (reads
-         section ``seg_infer``).
+         ``seg_infer.flip``, then the dense CRF if ``seg_infer.crf``),
+         --params (reads the values of ``pixsup.config.STEP_KEYS["make_seg_preds"]``).
 Outputs: --out, a folder with ``<id>.png`` per image (palette PNG of VOC class ids, the
          image's size) and ``index.json`` (``ids``, ``scales``, ``flip``, ``crf``, ``split``,
          ``mode``, ``model``); ``<out>.meta.json``. The test split's submission:
@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..data.voc import read_split
 from ..provenance import StepRecord
 from ..runtime.device import resolve_device
@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log)
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "make_seg_preds")
         cfg = params.seg_infer
-        record = StepRecord("make_seg_preds", section_dict(params, "seg_infer"))
+        record = StepRecord("make_seg_preds", params.model_dump(mode="json"))
         device = resolve_device(args.device)
         ids = read_split(args.root, args.split)
         scales, flip = ((1.0,), False) if args.mode == "ss" else (tuple(cfg.scales), cfg.flip)

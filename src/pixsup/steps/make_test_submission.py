@@ -4,7 +4,7 @@ Predicts as make_seg_preds --mode ms does (``seg_infer.scales``, mirrors if
 ``seg_infer.flip``, the dense CRF if ``seg_infer.crf``).
 
 Inputs:  --model (train_seg output), --root (VOC2012 folder), --split (default: test),
-         --params (reads section ``seg_infer``).
+         --params (reads the values of ``pixsup.config.STEP_KEYS["make_test_submission"]``).
 Outputs: --out, a folder with ``<id>.png`` per image and ``index.json`` (as make_seg_preds);
          --tar, a tar of the PNGs under ``results/VOC2012/Segmentation/comp6_test_cls/``, as
          the server expects; ``<out>.meta.json``. Without a test split (the VOC 2012 trainval
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..data.label_folders import start_label_folder, write_manifest
 from ..data.voc import read_split
 from ..data.voc_format import SPLIT_DIR
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log)
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "make_test_submission")
         cfg = params.seg_infer
-        record = StepRecord("make_test_submission", section_dict(params, "seg_infer"))
+        record = StepRecord("make_test_submission", params.model_dump(mode="json"))
         if not (Path(args.root) / SPLIT_DIR / f"{args.split}.txt").is_file():
             # The VOC 2012 trainval tar has no test split: an empty submission says why, and the report too.
             reason = f"no {SPLIT_DIR}/{args.split}.txt in {args.root} (data.voc12.test_url adds the test split)"

@@ -1,15 +1,17 @@
 """Prepare the dataset the workflow runs on: generate the synthetic one, or fetch PASCAL VOC 2012.
 
-Inputs:  --params (reads section ``data``: ``dataset``, ``root``, ``synthetic``, ``voc12``).
+Inputs:  --params (reads ``data.dataset``, ``data.root``, and ``data.synthetic`` or the URLs and
+         ``archive_dir`` of ``data.voc12``).
 Outputs: the VOC2012 folder at ``data.root``
          (JPEGImages, SegmentationClass[Aug], Annotations, ImageSets/Segmentation);
          --out, a JSON manifest ``{"dataset", "root", "splits": {list name: number of ids},
-         "archives": {name: {"url", "md5"}}}``; and ``<out>.meta.json``.
+         "archives": {name: {"kind", "url", "md5"}}}``; and ``<out>.meta.json``.
 
 ``synthetic``: writes the "badge versus body" dataset (docs/synthetic-data.md);
 the same params give byte-identical files.
 ``voc12``: downloads the VOC 2012 trainval tar and SegmentationClassAug.zip
-(``data.voc12``, MD5 checked), unpacks them into ``data.root`` and writes
+(``data.voc12``; their MD5s are recorded, and ``check_downloads`` compares them with
+the pins before any step reads the data), unpacks them into ``data.root`` and writes
 ``train_aug.txt``. Parts already in ``data.root`` are kept: a lab that has a
 VOCdevkit points ``data.root`` at its ``VOC2012`` folder and nothing is downloaded.
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..data.download import prepare_voc12
 from ..data.synthetic import generate_synthetic
 from ..data.voc import read_split
@@ -45,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log)
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "prepare_data")
         cfg = params.data
         root = Path(args.root or cfg.root)
-        record = StepRecord("prepare_data", section_dict(params, "data"), seed=cfg.synthetic.seed)
+        seed = cfg.synthetic.seed if cfg.dataset == "synthetic" else None
+        record = StepRecord("prepare_data", params.model_dump(mode="json"), seed=seed)
         manifest: dict = {"dataset": cfg.dataset, "root": str(root), "archives": {}}
         if cfg.dataset == "synthetic":
             summary = generate_synthetic(root, cfg.synthetic, progress=not args.quiet)

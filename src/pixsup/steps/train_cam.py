@@ -8,7 +8,7 @@ Variants (the results folders of the workflow; pixsup.cam.variants):
                         L = L_cls + lambda_rcm L_rcm + lambda_mam L_mam
 
 Inputs:  --root (a VOC2012 folder), --split (the list to train on, e.g. train_aug),
-         --params (reads section ``cam_train``; ``data.cls_labels_npy`` if set),
+         --params (reads the values of ``pixsup.config.STEP_KEYS["train_cam"]``),
          --support (the trained SupportNet checkpoint; every variant but ``support`` takes it,
          and rcm/mam/full may go without it only with cam_train.support.kind: ema).
 Outputs: --out (final weights, ``pixsup.cam_net/1`` torch file), ``<out>.losses.csv``
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ..cam.training import train_cam
 from ..cam.variants import VARIANTS
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..data.voc import load_cls_labels_npy
 from ..provenance import StepRecord
 from ..runtime.launch_env import launch_rank
@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log, rank=launch_rank())
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "train_cam")
         cfg = params.cam_train
         cls_labels = load_cls_labels_npy(params.data.cls_labels_npy) if params.data.cls_labels_npy else None
-        record = StepRecord("train_cam", section_dict(params, "cam_train"), seed=cfg.seed)
+        record = StepRecord("train_cam", params.model_dump(mode="json"), seed=cfg.seed)
         summary = train_cam(
             cfg,
             args.root,

@@ -1,7 +1,7 @@
 """Train IRN's class-boundary branch on confident labels (make_ir_labels output).
 
 Inputs:  --labels (make_ir_labels folder), --root (VOC2012 folder), --split (train_aug),
-         --params (reads section ``pseudo_labels.irn``), --cam-model (the CAM network
+         --params (reads the values of ``pixsup.config.STEP_KEYS["train_irn"]``), --cam-model (the CAM network
          the labels came from; needed with ``pseudo_labels.irn.pretrained: cam``).
 Outputs: --out (``pixsup.irn/1`` torch file: params and weights), ``<out>.losses.csv``
          (per iteration: epoch, iteration, lr, loss, bg_pos, fg_pos, neg) or --losses,
@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..provenance import StepRecord
 from ..pseudo_labels.boundary import train_irn
 from ..runtime.launch_env import launch_rank
@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log, rank=launch_rank())
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "train_irn")
         cfg = params.pseudo_labels.irn
-        record = StepRecord("train_irn", section_dict(params, "pseudo_labels"), seed=cfg.seed)
+        record = StepRecord("train_irn", params.model_dump(mode="json"), seed=cfg.seed)
         summary = train_irn(
             cfg,
             args.root,

@@ -1,8 +1,8 @@
 """Train the segmentation network (DeepLab-v2, or tiny on a CPU) on pseudo masks.
 
 Inputs:  --masks (a make_pseudo_masks folder covering the split), --root (VOC2012 folder),
-         --split (train_aug), --params (reads section ``seg_train``), --cam-model (the CAM
-         network whose backbone starts training with ``seg_train.pretrained: cam``).
+         --split (train_aug), --params (reads the values of ``pixsup.config.STEP_KEYS["train_seg"]``),
+         --cam-model (the CAM network whose backbone starts training with ``seg_train.pretrained: cam``).
 Outputs: --out (``pixsup.segnet/1`` torch file: params and weights), ``<out>.losses.csv``
          (epoch, iteration, lr, loss) or --losses, ``<out>.meta.json``. While running:
          ``<out>.resume.pt`` after every epoch; rerunning the same command resumes from it.
@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from ..config import load_params, section_dict
+from ..config import load_step_params
 from ..provenance import StepRecord
 from ..runtime.launch_env import launch_rank
 from ..segmentation.training import train_seg
@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args.log, rank=launch_rank())
 
     def body() -> int:
-        params = load_params(args.params)
+        params = load_step_params(args.params, "train_seg")
         cfg = params.seg_train
-        record = StepRecord("train_seg", section_dict(params, "seg_train"), seed=cfg.seed)
+        record = StepRecord("train_seg", params.model_dump(mode="json"), seed=cfg.seed)
         summary = train_seg(
             cfg,
             args.root,
