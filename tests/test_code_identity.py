@@ -100,7 +100,8 @@ def test_every_step_module_has_a_closure_and_the_light_steps_do_not_import_torch
     for step in steps:
         assert any(path.name == f"{step}.py" for path in code_files(step))
     # What the files say, the interpreter confirms: these steps never load torch.
-    for step in ("write_params", "prepare_data", "check_downloads", "validate_data", "gather_cams", "make_report"):
+    light = ("write_params", "prepare_data", "check_downloads", "validate_data", "gather_cams")
+    for step in light + ("eval_cams", "eval_masks", "eval_seg", "make_report"):
         code = f"import importlib, sys; importlib.import_module('pixsup.steps.{step}'); print('torch' in sys.modules)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.strip() == "False", step

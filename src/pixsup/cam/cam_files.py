@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,12 @@ from ..files import remove_stale_temporaries, save_npz, write_json
 
 CAM_KEYS = ("keys", "cam", "high_res")
 INDEX = "index.json"
+
+# np.load parses each array's header with ast.literal_eval, and CPython 3.11's AST builder keeps its
+# recursion depth in state that threads share: two reader threads (pixsup.runtime.read_ahead) parsing at
+# once can fail with "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905,
+# seen here once in an evaluation). One CAM file is read at a time; PNG decoding stays in parallel.
+_NPZ_READ = threading.Lock()
 
 
 def _nonfinite(cams: dict[str, np.ndarray]) -> list[str]:
@@ -48,7 +55,7 @@ def load_cam_file(path: str | os.PathLike, image_size: tuple[int, int] | None = 
     """Read and check a CAM file; ``image_size`` (H, W) checks ``high_res`` against the image."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with _NPZ_READ, np.load(path, allow_pickle=False) as data:
             missing = [key for key in CAM_KEYS if key not in data.files]
             if missing:
                 raise CamFileError(f"{path}: CAM file lacks keys {missing} (has {sorted(data.files)})")

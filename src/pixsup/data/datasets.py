@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from ..config import AugmentConfig
-from .label_folders import require_finished
+from .label_folders import read_label_png, require_finished
 from .transforms import Compose, build_train_transform, normalize_image
 from .validate import check_item
 from .voc import DataError, VocIndex, read_split
@@ -163,17 +162,6 @@ class LabelFolderDataset(_VocSplit):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         image, label = self.transform(image, label, rng)
         return {"image": normalize_image(image), "target": torch.from_numpy(label.astype(np.int64)), "id": image_id}
-
-
-def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    """A label PNG (palette or greyscale) as a uint8 array of class ids; DataError if unreadable."""
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
-                raise DataError(f"{path}: label PNGs must be palette or greyscale, got mode {image.mode}")
-            return np.array(image, dtype=np.uint8)
-    except (OSError, SyntaxError) as exc:
-        raise DataError(f"{path}: cannot read label PNG ({exc})") from None
 
 
 def single_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ..files import remove_stale_temporaries, save_png, write_json, write_text
 from .voc import DataError
@@ -22,6 +23,17 @@ from .voc_format import voc_palette
 
 MANIFEST = "index.json"
 INCOMPLETE = ".incomplete"
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """A label PNG (palette or greyscale) as a uint8 array of class ids; DataError if unreadable."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise DataError(f"{path}: label PNGs must be palette or greyscale, got mode {image.mode}")
+            return np.array(image, dtype=np.uint8)
+    except (OSError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot read label PNG ({exc})") from None
 
 
 def start_label_folder(out_dir: str | os.PathLike) -> None:

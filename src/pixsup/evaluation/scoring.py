@@ -9,8 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..cam.cam_files import load_cam_file
-from ..data.datasets import read_label_png
-from ..data.label_folders import require_finished
+from ..data.label_folders import read_label_png, require_finished
 from ..data.voc import DataError, VocIndex, read_split
 from ..data.voc_format import IGNORE_INDEX, NUM_CLASSES
 from ..runtime.read_ahead import read_ahead
