@@ -72,6 +72,8 @@ def test_repro_noop_and_experiment(tmp_path, tiny_workflow_run):
     for key, value, stages in (
         ("data.voc12.aug_md5", "0" * 32, {"prepare_data"}),
         ("pseudo_labels.bg_threshold", 0.3, {"make_pseudo_masks", "make_report"}),
+        # The CAMs of train (seeds) and of train_aug (masks), and the report; not the trained networks.
+        ("cam_infer.flip", False, {"make_cams", "make_pseudo_masks", "make_report"}),
     ):
         original = (repo / "params.yaml").read_bytes()
         params = yaml.safe_load(original)
