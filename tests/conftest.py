@@ -49,6 +49,19 @@ TINY_SEG = {
 }
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module of small-tensor tests (fast; the same sums on any machine), restored
+    afterwards: set at import instead, it held for the whole session, and the quality tests ran on one thread
+    where the workflow uses every core, so their numbers were not the workflow's."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def small_raw() -> dict:
     return copy.deepcopy(SMALL_RAW)

@@ -24,9 +24,10 @@ from pixsup.models import CamNet, create_model
 
 from fake_voc import image as ramp_image
 
-torch.set_num_threads(1)
-
 HEIGHT, WIDTH = 37, 50  # odd sizes: the low-resolution grid rounds up
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _label(*indices: int) -> np.ndarray:

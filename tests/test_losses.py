@@ -24,7 +24,7 @@ from pixsup.config import CamTrainConfig, MamConfig, RcmConfig
 from pixsup.models import create_model
 from pixsup.models.support import SupportNet
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _unit(*values: float) -> list[float]:

@@ -17,7 +17,7 @@ from pixsup.models.resnet50 import RESNET50_FILE
 from pixsup.models.segnet import SegNet
 from pixsup.models.weights import WeightsNotFoundError
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Per backbone: an input whose sides are not multiples of the output stride (resnet38 is
 # heavy, so it gets batch 1 and a small image).
