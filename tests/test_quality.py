@@ -13,6 +13,7 @@ About 8 minutes on 2 cores.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -37,13 +38,23 @@ from pixsup.segmentation.training import load_segnet, train_seg
 
 REPO = Path(__file__).resolve().parents[1]
 
-# With params.yaml's seed 0 the full method leads the same-budget baseline by 2.73
-# points on train (34.69 vs 31.96, README, AVX-512 EPYC). Before the IRN-fidelity
-# changes the lead over seeds 0-2 was 3.3, 1.3 and 2.5 (docs/design-study.md; the
-# baseline alone moved between 31.7 and 34.7), so a change of seed, thread count or
-# CPU kernels can move it by 1.5 points: the assertion keeps the measured gain net
-# of that allowance, the smallest lead seen over those seeds.
-MEASURED_GAIN = 2.7
+# The README's numbers: what `snakemake --cores all` wrote for the shipped params.yaml on an AVX-512 EPYC
+# (docs/default-run-summary.json; tests/test_workflow_files.py keeps the README equal to it). This chain
+# gives them exactly on that machine kind with two threads. Measured on it with
+# `python -m benchmarks.reproducibility`, oneDNN limited to AVX2 and one thread instead of two moved
+# them by up to 0.37 (seeds), 0.63 (irn masks) and 0.75 (segmentation); an AVX2 and an AVX-512 EPYC
+# differed by up to 0.6 and 1.5 before the IRN-fidelity changes. The tolerances cover both; a change of
+# code that moves the numbers further must rerun the default and update the README.
+DEFAULT_RUN = json.loads((REPO / "docs" / "default-run-summary.json").read_text())
+SEED_SPREAD = 1.0
+MASK_SPREAD = 1.5
+SEG_SPREAD = 2.0
+
+# With params.yaml's seed 0 the full method leads the same-budget baseline by 2.73 points on train. Before
+# the IRN-fidelity changes the lead over seeds 0-2 was 3.3, 1.3 and 2.5 (docs/design-study.md; the baseline
+# alone moved between 31.7 and 34.7), so a change of seed can move it by 1.5 points: the assertion keeps
+# the measured gain net of that allowance, the smallest lead seen over those seeds.
+MEASURED_GAIN = DEFAULT_RUN["seed_miou"]["full"] - DEFAULT_RUN["seed_miou"]["baseline_same_budget"]
 NOISE = 1.5
 
 
@@ -93,14 +104,12 @@ def test_full_method_beats_same_budget_baseline(trained, capsys):
             f"gain {full - baseline:+.2f} (asserted >= {MEASURED_GAIN - NOISE:.1f})"
         )
     assert full - baseline >= MEASURED_GAIN - NOISE
+    assert abs(baseline - DEFAULT_RUN["seed_miou"]["baseline_same_budget"]) <= SEED_SPREAD
+    assert abs(full - DEFAULT_RUN["seed_miou"]["full"]) <= SEED_SPREAD
 
 
-# docs/pseudo-labels.md: at seed 0 IRN's masks of the full method's CAMs scored
-# MASK_MIOU on train against seeds of SEED_MIOU (at the seeds' best threshold, an
-# oracle the masks do not get), and DeepLab (tiny) trained on them VAL_MIOU on val
-# (single scale). Masks must beat seeds; the val mIoU keeps the measured value net
-# of SEG_NOISE, twice the spread of the seed numbers over seeds 0-2.
-SEG_VAL_MIOU = 18.6
+# The segmentation network trained on the irn masks must reach the default run's val mIoU net of
+# SEG_NOISE, twice the spread of the seed numbers over seeds 0-2 (docs/pseudo-labels.md).
 SEG_NOISE = 4.0
 
 
@@ -132,10 +141,13 @@ def test_irn_masks_beat_seeds_and_segmentation_learns_from_them(trained, capsys)
         probs = predict_probs(model, VocIndex(root).load_image(image_id), (1.0,), False, torch.device("cpu"))
         write_label_png(preds / f"{image_id}.png", probs.argmax(0).astype("uint8"))
     val = evaluate_label_folder(preds, root, "val", progress=False)["miou"]
+    floor = DEFAULT_RUN["val_miou"]["ss"] - SEG_NOISE
     with capsys.disabled():
         print(
             f"\nfull: seed mIoU {seed:.2f} (best threshold), irn mask mIoU {mask:.2f} on train; "
-            f"segmentation val mIoU {val:.2f} (single scale; asserted >= {SEG_VAL_MIOU - SEG_NOISE:.1f})"
+            f"segmentation val mIoU {val:.2f} (single scale; asserted >= {floor:.1f})"
         )
     assert mask > seed
-    assert val >= SEG_VAL_MIOU - SEG_NOISE
+    assert val >= floor
+    assert abs(mask - DEFAULT_RUN["mask_miou"]["full/irn"]) <= MASK_SPREAD
+    assert abs(val - DEFAULT_RUN["val_miou"]["ss"]) <= SEG_SPREAD
