@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -33,8 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
+from pixsup.checkpoints import load_cam_net, weights_sha256
 from pixsup.files import write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,22 +45,6 @@ SETTINGS: dict[str, dict[str, str]] = {
 SEEDS = re.compile(r"same-budget baseline ([\d.]+), full ([\d.]+)")
 MASKS = re.compile(r"irn mask mIoU ([\d.]+) on train; segmentation val mIoU ([\d.]+)")
 COLUMNS = ("baseline", "full", "gain", "irn_masks", "seg_val")
-
-
-def weights_digest(path: Path) -> str:
-    """SHA-256 over the tensors of a torch checkpoint, in key order (not the file, which holds timings)."""
-    digest = hashlib.sha256()
-
-    def feed(value) -> None:
-        if isinstance(value, torch.Tensor):
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-        elif isinstance(value, dict):
-            for key in sorted(value, key=str):
-                digest.update(str(key).encode())
-                feed(value[key])
-
-    feed(torch.load(path, map_location="cpu", weights_only=False))
-    return digest.hexdigest()[:16]
 
 
 def measure(name: str, env: dict[str, str]) -> dict:
@@ -89,7 +71,7 @@ def measure(name: str, env: dict[str, str]) -> dict:
             "gain": round(full - baseline, 2),
             "irn_masks": float(masks.group(1)),
             "seg_val": float(masks.group(2)),
-            "full_weights": weights_digest(full_weights),
+            "full_weights": weights_sha256(load_cam_net(full_weights)[0])[:16],
             "tests_passed": result.returncode == 0,
             "seconds": round(time.perf_counter() - started, 1),
         }
