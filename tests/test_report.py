@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -26,11 +27,56 @@ SEEDS = {"support": _seed(40.0, 0.2), "rcm": _seed(41.5, 0.25), "mam": _seed(43.
 
 
 def test_ablation_has_the_rows_present_in_order_with_module_flags():
-    table = ablation_table(SEEDS, "resnet50", "voc12")
-    assert list(table.columns) == ["variant", "rcm", "mam", "seed_miou", "best_threshold"]
+    table = ablation_table({name: [m] for name, m in SEEDS.items()}, "resnet50", "voc12")
+    assert list(table.columns[:7]) == ["variant", "rcm", "mam", "seeds", "seed_miou", "seed_miou_sd", "best_threshold"]
     assert list(table["variant"]) == ["baseline", "rcm", "mam", "full"]
     assert list(table["rcm"]) == [False, True, False, True] and list(table["mam"]) == [False, False, True, True]
     assert list(table["seed_miou"]) == [40.0, 41.5, 43.25, 44.0]
+    # One seed: no deviation; no per-image confusions: no intervals.
+    assert table["seed_miou_sd"].isna().all() and table["vs_support"].isna().all()
+
+
+def _confusions(rng: np.random.Generator, error: float, n: int = 30) -> np.ndarray:
+    """Per-image (3, 3) confusions of a labelling wrong on a pixel with probability ``error``."""
+    out = np.zeros((n, 3, 3), np.int64)
+    for i in range(n):
+        gt = rng.integers(0, 3, 300)
+        pred = np.where(rng.random(300) < error, rng.integers(0, 3, 300), gt)
+        np.add.at(out[i], (gt, pred), 1)
+    return out
+
+
+def test_ablation_gives_mean_sd_over_seeds_and_paired_intervals():
+    rng = np.random.default_rng(0)
+    errors = {"support": 0.3, "baseline_same_budget": 0.3, "full": 0.1}
+    confusions = {name: [_confusions(rng, e), _confusions(rng, e)] for name, e in errors.items()}
+
+    # Seed metrics as eval_cams would write them, from the definition of mIoU.
+    def miou(conf):
+        total = conf.sum(0)
+        tp = np.diag(total)
+        return 100 * float(np.mean(tp / (total.sum(0) + total.sum(1) - tp)))
+
+    seeds = {name: [_seed(miou(c), 0.2) for c in runs] for name, runs in confusions.items()}
+    table = ablation_table(seeds, "tiny", "synthetic", confusions, samples=500).set_index("variant")
+    full = table.loc["full"]
+    values = [miou(c) for c in confusions["full"]]
+    assert full["seeds"] == 2
+    assert full["seed_miou"] == pytest.approx(np.mean(values), abs=1e-3)
+    assert full["seed_miou_sd"] == pytest.approx(abs(values[0] - values[1]) / np.sqrt(2), abs=1e-3)
+    expected = np.mean([miou(a) - miou(b) for a, b in zip(confusions["full"], confusions["support"])])
+    assert full["vs_support"] == pytest.approx(expected, abs=1e-3)
+    assert full["vs_support_low"] < full["vs_support"] < full["vs_support_high"]
+    # A tenth of the pixels wrong against three tenths: both intervals are far from 0.
+    assert full["vs_support_low"] > 0 and full["vs_same_budget_low"] > 0 and full["interval_includes_0"] == ""
+    # Two labellings of the same quality: the interval includes 0, and the table says so.
+    assert table.loc["baseline (same budget)", "interval_includes_0"] == "vs_support"
+    assert pd.isna(table.loc["baseline", "vs_support"]) and pd.isna(
+        table.loc["baseline (same budget)", "vs_same_budget"]
+    )
+    markdown = to_markdown(table.reset_index())
+    assert f"{full['seed_miou']:.2f} ± {full['seed_miou_sd']:.2f}" in markdown
+    assert f"{full['vs_support']:+.2f} [{full['vs_support_low']:+.2f}, {full['vs_support_high']:+.2f}]" in markdown
 
 
 def test_seeds_masks_puts_ours_above_peers_with_sources():
@@ -78,11 +124,11 @@ def test_every_peer_needs_a_source(tmp_path):
 
 
 def test_markdown_latex_and_csv_carry_the_same_numbers(tmp_path):
-    table = ablation_table(SEEDS, "tiny", "synthetic")
+    table = ablation_table({name: [m] for name, m in SEEDS.items()}, "tiny", "synthetic")
     markdown = to_markdown(table)
-    assert "| mam |  | ✓ | 43.25 | 0.30 |" in markdown
+    assert "| mam |  | ✓ | 1 | 43.25 | 0.30 | – | – |  |" in markdown
     latex = to_latex(table)
-    assert "seed\\_miou" in latex and "mam &  & \\checkmark & 43.25 & 0.30 \\\\" in latex
+    assert "seed\\_miou" in latex and "mam &  & \\checkmark & 1 & 43.25 & 0.30 & -- & -- &  \\\\" in latex
     paths = write_table(table, tmp_path / "tables" / "ablation")
     assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
     assert pd.read_csv(paths[0])["seed_miou"].tolist() == [40.0, 41.5, 43.25, 44.0]

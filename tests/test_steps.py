@@ -10,6 +10,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pixsup.steps import eval_cams, gather_cams, make_cams, prepare_data, train_cam, validate_data
 
@@ -98,29 +99,40 @@ def test_pipeline_of_steps(tmp_path, small_raw):
     assert not (cams / "index.json").exists()
     metrics = tmp_path / "full" / "metrics.json"
     # Without the gathered manifest evaluation refuses to start.
-    assert (
-        eval_cams.main(
-            ["--params", str(params), "--cams", str(cams), "--root", str(root), "--out", str(metrics), "--quiet"]
-        )
-        == 1
-    )
+    per_image = tmp_path / "full" / "per_image.npz"
+    evaluate = ["--params", str(params), "--cams", str(cams), "--root", str(root), "--out", str(metrics)]
+    assert eval_cams.main([*evaluate, "--per-image", str(per_image), "--quiet"]) == 1
     assert gather_cams.main(["--out", str(cams), "--shards", "2", "--quiet"]) == 0
     manifest = json.loads((cams / "index.json").read_text())
     ids = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
     assert sorted(manifest["ids"]) == sorted(ids)
     with np.load(cams / f"{ids[0]}.npz") as data:
         assert set(data.files) == {"keys", "cam", "high_res"}
-    assert (
-        eval_cams.main(
-            ["--params", str(params), "--cams", str(cams), "--root", str(root), "--out", str(metrics), "--quiet"]
-        )
-        == 0
-    )
+    assert eval_cams.main([*evaluate, "--per-image", str(per_image), "--quiet"]) == 0
     result = json.loads(metrics.read_text())
     assert 0 < result["miou"] <= 100 and result["images"] == len(ids)
     assert len(result["curve"]) == 56 and 0.05 <= result["best_threshold"] <= 0.6
     assert max(point["miou"] for point in result["curve"]) == result["miou"]
     assert (tmp_path / "full" / "metrics.json.meta.json").is_file()
+    # Per-image confusions at the best threshold, rebuilt here pixel by pixel from the seed's
+    # definition: the strongest class where its CAM exceeds the threshold, else background.
+    with np.load(per_image) as stored:
+        assert stored["ids"].tolist() == ids and float(stored["threshold"]) == result["best_threshold"]
+        confusions = stored["confusion"]
+    t = np.float32(result["best_threshold"])
+    for i, image_id in enumerate(ids):
+        gt = np.array(Image.open(root / "SegmentationClass" / f"{image_id}.png"))
+        with np.load(cams / f"{image_id}.npz") as cam:
+            high_res, keys = cam["high_res"].astype(np.float32), cam["keys"]
+        seed = np.where(high_res.max(0) > t, keys[high_res.argmax(0)], 0) if len(keys) else np.zeros_like(gt)
+        keep = gt != 255
+        expected = np.zeros((21, 21), np.int64)
+        np.add.at(expected, (gt[keep], seed[keep]), 1)
+        np.testing.assert_array_equal(confusions[i], expected, err_msg=image_id)
+    # Their sum scores the reported mIoU (IoU = TP / (TP + FP + FN), classes with an empty union left out).
+    total = confusions.sum(0).astype(float)
+    tp, union = np.diag(total), total.sum(0) + total.sum(1) - np.diag(total)
+    assert np.mean(tp[union > 0] / union[union > 0]) * 100 == pytest.approx(result["miou"], abs=1e-3)
 
 
 def test_unknown_config_key_names_the_key(tmp_path, small_raw, capsys):
@@ -227,5 +239,7 @@ def test_a_killed_make_cams_never_leaves_a_folder_that_looks_complete(tmp_path, 
     # The old index went first: evaluation refuses the mixed folder.
     assert not (cams / "index.json").exists()
     out = tmp_path / "seeds.json"
-    assert eval_cams.main([*common, "--cams", str(cams), "--out", str(out)]) == 1
+    assert (
+        eval_cams.main([*common, "--cams", str(cams), "--out", str(out), "--per-image", str(tmp_path / "i.npz")]) == 1
+    )
     assert not out.exists()

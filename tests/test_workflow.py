@@ -71,7 +71,7 @@ def test_run_produces_the_report_and_a_rerun_does_nothing(finished_run):
     for name in ("seeds_masks", "segmentation", "ablation"):
         for ext in ("csv", "md", "tex"):
             assert (paper / "tables" / f"{name}.{ext}").stat().st_size > 0
-    for name in ("cam_gallery", "threshold_curves", "loss_curves"):
+    for name in ("cam_gallery", "threshold_curves", "ablation_intervals", "loss_curves"):
         assert (paper / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
         with Image.open(paper / "figures" / f"{name}.png") as image:
             assert image.width > 100 and image.height > 100
@@ -89,14 +89,32 @@ def test_run_produces_the_report_and_a_rerun_does_nothing(finished_run):
 def test_report_tables_equal_the_metrics(finished_run):
     results = finished_run / "results" / "synthetic"
     ablation = pd.read_csv(results / "paper" / "tables" / "ablation.csv")
-    assert list(ablation.columns) == ["variant", "rcm", "mam", "seed_miou", "best_threshold"]
+    assert list(ablation.columns[:7]) == [
+        "variant",
+        "rcm",
+        "mam",
+        "seeds",
+        "seed_miou",
+        "seed_miou_sd",
+        "best_threshold",
+    ]
     labels = {"support": "baseline", "baseline_same_budget": "baseline (same budget)"}
-    for variant in VARIANTS:
-        metrics = json.loads((results / "metrics" / f"seeds_train_{variant}.json").read_text())
+    seed_miou = {
+        variant: json.loads((results / "metrics" / f"seeds_train_{variant}.json").read_text()) for variant in VARIANTS
+    }
+    for variant, metrics in seed_miou.items():
         row = ablation[ablation["variant"] == labels.get(variant, variant)].iloc[0]
         assert row["seed_miou"] == pytest.approx(metrics["miou"])
         assert row["best_threshold"] == pytest.approx(metrics["best_threshold"])
         assert bool(row["rcm"]) == (variant in ("rcm", "full")) and bool(row["mam"]) == (variant in ("mam", "full"))
+        # One seed: the differences are those of the metrics files, inside their intervals.
+        for reference, column in (("support", "vs_support"), ("baseline_same_budget", "vs_same_budget")):
+            if variant == reference:
+                assert pd.isna(row[column])
+                continue
+            assert row[column] == pytest.approx(metrics["miou"] - seed_miou[reference]["miou"], abs=2e-3)
+            assert row[f"{column}_low"] <= row[column] <= row[f"{column}_high"]
+            assert (column in str(row["interval_includes_0"])) == (row[f"{column}_low"] <= 0 <= row[f"{column}_high"])
     seeds = pd.read_csv(results / "paper" / "tables" / "seeds_masks.csv")
     assert list(seeds.columns) == ["method", "backbone", "seed_miou", "mask_miou", "source"]
     irn = seeds[seeds["method"] == "IRN"].iloc[0]

@@ -457,6 +457,9 @@ class ReportConfig(_Section):
     peers: PathValue | None = Field(
         None, description="YAML of published peer numbers; null: the file shipped in pixsup/report/peers.yaml."
     )
+    bootstrap_samples: int = Field(
+        2000, ge=100, description="Bootstrap replicates of the ablation's 95 % intervals (resampling images)."
+    )
 
 
 class Params(_Section):

@@ -137,7 +137,8 @@ def dvc_stages(repo: Path) -> dict[str, dict]:
         for path in sorted(written):
             cached = path.endswith(".pt") or "/paper/" in path
             entry = {path: {"persist": True} if cached else {"persist": True, "cache": False}}
-            (metrics if "/metrics/" in path else outs).append(entry)
+            # DVC reads metrics as JSON/YAML: other files under metrics/ (per-image arrays) are outs.
+            (metrics if "/metrics/" in path and path.endswith(".json") else outs).append(entry)
         if outs:
             stage["outs"] = outs
         if metrics:

@@ -99,13 +99,15 @@ rule gather_cams:
 
 
 rule eval_cams:
-    """Seed mIoU of a variant's CAMs on a split, sweeping the background threshold."""
+    """Seed mIoU of a variant's CAMs on a split, sweeping the background threshold; per-image
+    confusions at the best threshold for the report's intervals."""
     input:
         code=step_code("eval_cams"),
         params=params_file("eval_cams"),
         index="results/{dataset}/{variant}/cams/{split}/index.json",
     output:
         metrics="results/{dataset}/metrics/seeds_{split}_{variant}.json",
+        per_image="results/{dataset}/metrics/seeds_{split}_{variant}.per_image.npz",
     log:
         "logs/{dataset}/eval_cams/{split}_{variant}.log",
     conda:
@@ -119,4 +121,5 @@ rule eval_cams:
         cams=subpath(input.index, parent=True),
     shell:
         "python -m pixsup.steps.eval_cams --params {input.params:q} --cams {params.cams:q} --root {params.root:q}"
-        " --split {wildcards.split:q} --out {output.metrics:q} --log {log:q} --quiet"
+        " --split {wildcards.split:q} --out {output.metrics:q} --per-image {output.per_image:q}"
+        " --log {log:q} --quiet"

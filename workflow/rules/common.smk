@@ -128,7 +128,7 @@ def submission_files():
 
 
 PAPER_TABLES = ["seeds_masks", "segmentation", "ablation"]
-PAPER_FIGURES = ["cam_gallery", "threshold_curves", "loss_curves"]
+PAPER_FIGURES = ["cam_gallery", "threshold_curves", "ablation_intervals", "loss_curves"]
 
 
 def paper_files():

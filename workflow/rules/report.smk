@@ -11,6 +11,11 @@ rule make_report:
             split=SEED_SPLIT,
             variant=VARIANTS,
         ),
+        seed_images=expand(
+            "results/{{dataset}}/metrics/seeds_{split}_{variant}.per_image.npz",
+            split=SEED_SPLIT,
+            variant=VARIANTS,
+        ),
         losses=expand("results/{{dataset}}/{variant}/losses.csv", variant=VARIANTS),
         masks=mask_metric_files().values(),
         seg=seg_metric_files().values(),
@@ -53,6 +58,9 @@ rule make_report:
         split=SEED_SPLIT,
         out=subpath(output.readme, parent=True),
         seeds=lambda wildcards, input: name_path_pairs(dict(zip(VARIANTS, input.seeds))),
+        seed_images=lambda wildcards, input: name_path_pairs(
+            dict(zip(VARIANTS, input.seed_images))
+        ),
         losses=lambda wildcards, input: name_path_pairs(
             dict(zip(VARIANTS, input.losses))
         ),
@@ -70,6 +78,6 @@ rule make_report:
         ),
     shell:
         "python -m pixsup.steps.make_report --params {input.params:q} --root {params.root:q} --split {params.split:q}"
-        " --seeds {params.seeds} --masks {params.masks} --seg {params.seg} --losses {params.losses}"
+        " --seeds {params.seeds} --seed-images {params.seed_images} --masks {params.masks} --seg {params.seg} --losses {params.losses}"
         " --cams {params.cams} --test-preds {input.test_preds:q} --out {params.out:q}"
         " --log {log:q} --quiet"

@@ -49,6 +49,33 @@ def evaluate_cams(
     return result
 
 
+def per_image_cam_confusions(
+    cams_dir: str | Path, root: str | Path, split: str, threshold: float, progress: bool = True
+) -> tuple[list[str], np.ndarray]:
+    """The ids of ``split`` and each image's (C, C) seed confusion matrix at one background threshold
+    (the labelling of :func:`evaluate_cams`): what a bootstrap over images resamples."""
+    cams_dir = Path(cams_dir)
+    index = VocIndex(root)
+    ids = read_split(root, split)
+    confusions = np.zeros((len(ids), NUM_CLASSES, NUM_CLASSES), np.int64)
+
+    def count(image_id: str) -> np.ndarray:
+        mask = _ground_truth(index, image_id)
+        cams = load_cam_file(cams_dir / f"{image_id}.npz", image_size=mask.shape)
+        sweep = ThresholdSweep([threshold])
+        try:
+            sweep.add(cams["high_res"], cams["keys"], mask)
+        except ValueError as exc:
+            raise DataError(f"{index.mask_path(image_id)}: {exc}") from None
+        return sweep.confusions()[0]
+
+    for i, (_, conf) in enumerate(
+        tqdm(read_ahead(count, ids), total=len(ids), desc=f"per-image {split}", disable=not progress)
+    ):
+        confusions[i] = conf
+    return ids, confusions
+
+
 def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, progress: bool = True) -> dict:
     """mIoU and per-class scores of ``<masks_dir>/<id>.png`` over every id of ``split``.
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from ..files import write_json, write_text
@@ -17,7 +19,7 @@ from ..provenance import git_commit
 from . import figures, tables
 
 TABLES = ("seeds_masks", "segmentation", "ablation")
-FIGURES = ("cam_gallery", "threshold_curves", "loss_curves")
+FIGURES = ("cam_gallery", "threshold_curves", "ablation_intervals", "loss_curves")
 
 
 @dataclass
@@ -40,6 +42,20 @@ class ReportInputs:
     mask_method: str = "irn"
     seg_trained_on: str = ""
     test_skipped: str | None = None  # why there is no test submission, when there is none
+    seed_images: dict[str, str] = field(default_factory=dict)  # variant -> eval_cams --per-image npz
+    bootstrap_samples: int = 2000
+
+
+def _read_confusions(path: str, metrics: dict[str, Any]) -> np.ndarray:
+    """Per-image confusions of eval_cams ``--per-image``; they must be of the metrics they sit beside."""
+    with np.load(path) as data:
+        confusions, threshold = data["confusion"], float(data["threshold"])
+    if threshold != metrics["best_threshold"] or len(confusions) != metrics["images"]:
+        raise ValueError(
+            f"{path}: per-image confusions at threshold {threshold} for {len(confusions)} images, but the seed "
+            f"metrics are at {metrics['best_threshold']} for {metrics['images']}: rerun eval_cams"
+        )
+    return confusions
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -75,6 +91,13 @@ def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
         for name, path in {**inputs.seed_metrics, **inputs.mask_metrics, **inputs.seg_metrics}.items()
     }
     peers = tables.load_peers(inputs.peers_file)
+    ablation = tables.ablation_table(
+        {name: [metrics] for name, metrics in seeds.items()},
+        inputs.backbone,
+        inputs.dataset,
+        {name: [_read_confusions(path, seeds[name])] for name, path in inputs.seed_images.items()} or None,
+        inputs.bootstrap_samples,
+    )
     written: dict[str, list[Path]] = {
         "seeds_masks": tables.write_table(
             tables.seeds_masks_table(seeds, masks, sources, inputs.backbone, peers, inputs.dataset, inputs.mask_method),
@@ -86,13 +109,12 @@ def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
             ),
             out / "tables" / "segmentation",
         ),
-        "ablation": tables.write_table(
-            tables.ablation_table(seeds, inputs.backbone, inputs.dataset), out / "tables" / "ablation"
-        ),
+        "ablation": tables.write_table(ablation, out / "tables" / "ablation"),
         "cam_gallery": figures.cam_gallery(
             inputs.root, inputs.gallery_ids, inputs.cam_dirs, out / "figures" / "cam_gallery"
         ),
         "threshold_curves": figures.threshold_curves(seeds, out / "figures" / "threshold_curves"),
+        "ablation_intervals": figures.ablation_intervals(ablation, out / "figures" / "ablation_intervals"),
         "loss_curves": figures.loss_curves(inputs.loss_files, out / "figures" / "loss_curves"),
     }
     provenance = {
@@ -106,6 +128,14 @@ def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
         "seed_best_threshold": {name: m["best_threshold"] for name, m in seeds.items()},
         "mask_miou": {name.replace(":", "/"): m["miou"] for name, m in masks.items()},
         "val_miou": {name: m["miou"] for name, m in segs.items()},
+        "seed_miou_difference": {
+            row["variant"]: {
+                stem: [row[stem], row[f"{stem}_low"], row[f"{stem}_high"]]
+                for stem in tables.DIFFERENCE_COLUMNS.values()
+                if row[stem] is not None and not pd.isna(row[stem])
+            }
+            for row in ablation.to_dict("records")
+        },
     }
     write_json(out / "summary.json", summary)
     written["summary"] = [out / "summary.json"]

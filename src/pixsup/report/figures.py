@@ -1,4 +1,5 @@
-"""The report's figures: a CAM gallery, threshold-vs-mIoU curves and training loss curves (PNG and PDF)."""
+"""The report's figures: a CAM gallery, threshold-vs-mIoU curves, the ablation's differences with
+their intervals and training loss curves (PNG and PDF)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,33 @@ def threshold_curves(seed_metrics: dict[str, dict[str, Any]], stem: str | os.Pat
     ax.set_ylabel("seed mIoU (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def ablation_intervals(ablation: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
+    """Each ablation row's seed-mIoU difference to the same-budget baseline and to the SupportNet,
+    with its 95 % interval as an error bar (rows without an interval are left out)."""
+    panels = {"vs_same_budget": "vs same-budget baseline", "vs_support": "vs SupportNet"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.0, 0.5 + 0.45 * max(len(ablation), 1)), squeeze=False)
+    for ax, (stem_column, title) in zip(axes[0], panels.items()):
+        rows = ablation[ablation[stem_column].notna()] if stem_column in ablation else ablation.iloc[0:0]
+        y = np.arange(len(rows))
+        values = rows[stem_column].to_numpy(float) if len(rows) else np.zeros(0)
+        if len(rows):
+            errors = np.stack(
+                [
+                    values - rows[f"{stem_column}_low"].to_numpy(float),
+                    rows[f"{stem_column}_high"].to_numpy(float) - values,
+                ]
+            )
+            ax.errorbar(values, y, xerr=errors, fmt="o", capsize=3)
+        ax.axvline(0.0, color="grey", lw=0.8)
+        ax.set_yticks(y, rows["variant"] if len(rows) else [])
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("seed mIoU difference (points, 95 % CI)")
+        ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return save_figure(fig, stem)
 

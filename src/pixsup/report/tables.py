@@ -13,9 +13,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
+from ..evaluation.intervals import mean_sd, paired_difference
 from ..files import atomic_path, write_text
 
 # The ablation's rows: (variant name in results/, row label, RCM on, MAM on).
@@ -26,7 +28,19 @@ ABLATION_ROWS = (
     ("mam", "mam", False, True),
     ("full", "full", True, True),
 )
-ABLATION_COLUMNS = ["variant", "rcm", "mam", "seed_miou", "best_threshold"]
+# Differences reported in the ablation: reference variant -> column stem.
+DIFFERENCE_COLUMNS = {"baseline_same_budget": "vs_same_budget", "support": "vs_support"}
+ABLATION_COLUMNS = [
+    "variant",
+    "rcm",
+    "mam",
+    "seeds",
+    "seed_miou",
+    "seed_miou_sd",
+    "best_threshold",
+    *(f"{stem}{end}" for stem in DIFFERENCE_COLUMNS.values() for end in ("", "_low", "_high")),
+    "interval_includes_0",
+]
 SEEDS_MASKS_COLUMNS = ["method", "backbone", "seed_miou", "mask_miou", "source"]
 SEGMENTATION_COLUMNS = ["method", "backbone", "val_miou", "test_miou", "source"]
 
@@ -44,22 +58,59 @@ def load_peers(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     return peers
 
 
-def ablation_table(seed_metrics: dict[str, dict[str, Any]], backbone: str, dataset: str) -> pd.DataFrame:
-    """Rows of :data:`ABLATION_ROWS` whose metrics exist; ``seed_metrics`` maps variant -> eval_cams JSON."""
-    rows = [
-        {
+def ablation_table(
+    seed_metrics: dict[str, list[dict[str, Any]]],
+    backbone: str,
+    dataset: str,
+    confusions: dict[str, list[np.ndarray]] | None = None,
+    samples: int = 2000,
+) -> pd.DataFrame:
+    """Rows of :data:`ABLATION_ROWS` whose metrics exist.
+
+    ``seed_metrics`` maps variant -> eval_cams JSON of each training seed; the row shows their mean
+    and sample standard deviation. With ``confusions`` (variant -> per-image confusions of each seed,
+    eval_cams ``--per-image``), each row also gives its difference to the same-budget baseline and
+    to the SupportNet with a 95 % paired bootstrap interval (:mod:`pixsup.evaluation.intervals`),
+    and says which intervals include 0.
+    """
+    rows = []
+    for name, label, rcm, mam in ABLATION_ROWS:
+        if name not in seed_metrics:
+            continue
+        runs = seed_metrics[name]
+        mean, sd = mean_sd([run["miou"] for run in runs])
+        row: dict[str, Any] = {
             "variant": label,
             "rcm": rcm,
             "mam": mam,
-            "seed_miou": seed_metrics[name]["miou"],
-            "best_threshold": seed_metrics[name]["best_threshold"],
+            "seeds": len(runs),
+            "seed_miou": round(mean, 3),
+            "seed_miou_sd": None if sd is None else round(sd, 3),
+            "best_threshold": round(float(np.mean([run["best_threshold"] for run in runs])), 3),
         }
-        for name, label, rcm, mam in ABLATION_ROWS
-        if name in seed_metrics
-    ]
+        includes_zero = []
+        for reference, column in DIFFERENCE_COLUMNS.items():
+            if confusions is None or name == reference or reference not in confusions or name not in confusions:
+                row.update({column: None, f"{column}_low": None, f"{column}_high": None})
+                continue
+            diff = paired_difference(confusions[name], confusions[reference], samples=samples)
+            row.update(
+                {
+                    column: round(diff.difference, 3),
+                    f"{column}_low": round(diff.low, 3),
+                    f"{column}_high": round(diff.high, 3),
+                }
+            )
+            if not diff.excludes_zero:
+                includes_zero.append(column)
+        row["interval_includes_0"] = ", ".join(includes_zero)
+        rows.append(row)
     table = pd.DataFrame(rows, columns=ABLATION_COLUMNS)
+    seeds = sorted({len(v) for v in seed_metrics.values()})
     table.attrs["caption"] = (
-        f"Ablation on {dataset} train: seed mIoU (%) at the best background threshold ({backbone})."
+        f"Ablation on {dataset} train ({backbone}): seed mIoU (%) at the best background threshold, mean "
+        f"(and sd) over {'/'.join(map(str, seeds))} training seed(s); differences in points to the same-budget "
+        "baseline and to the SupportNet with 95 % intervals (paired bootstrap over images, combined over seeds)."
     )
     return table
 
@@ -178,7 +229,29 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _display(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as read: ``X`` with ``X_sd`` becomes "mean ± sd", ``X`` with ``X_low``/``X_high``
+    becomes "+d [low, high]" (the CSV keeps every number in its own column)."""
+    shown = table.copy()
+    for column in table.columns:
+        if f"{column}_low" in table and f"{column}_high" in table:
+            shown[column] = [
+                None if v is None or pd.isna(v) else f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                for v, lo, hi in zip(table[column], table[f"{column}_low"], table[f"{column}_high"])
+            ]
+            shown = shown.drop(columns=[f"{column}_low", f"{column}_high"])
+        elif f"{column}_sd" in table:
+            shown[column] = [
+                v if sd is None or pd.isna(sd) else f"{v:.2f} ± {sd:.2f}"
+                for v, sd in zip(table[column], table[f"{column}_sd"])
+            ]
+            shown = shown.drop(columns=[f"{column}_sd"])
+    shown.attrs = table.attrs
+    return shown
+
+
 def to_markdown(table: pd.DataFrame) -> str:
+    table = _display(table)
     lines = [
         f"{table.attrs.get('caption', '')}",
         "",
@@ -207,10 +280,11 @@ _TEX_ESCAPES = {
 
 def _tex(text: str) -> str:
     text = "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
-    return text.replace("✓", r"\checkmark").replace("–", "--")
+    return text.replace("✓", r"\checkmark").replace("–", "--").replace("±", r"$\pm$")
 
 
 def to_latex(table: pd.DataFrame) -> str:
+    table = _display(table)
     align = "".join(
         "r" if pd.api.types.is_numeric_dtype(table[c]) and table[c].dtype != bool else "l" for c in table.columns
     )

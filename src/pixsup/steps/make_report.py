@@ -1,7 +1,8 @@
 """Regenerate the paper's tables and figures from the metrics JSON files of a run.
 
 Inputs:  --seeds NAME=PATH ... (eval_cams JSON per variant: support, baseline_same_budget,
-         rcm, mam, full), --masks VARIANT:METHOD=PATH ... (eval_masks JSON of pseudo masks),
+         rcm, mam, full), --seed-images NAME=PATH ... (eval_cams --per-image npz per variant: the
+         ablation's 95 % intervals), --masks VARIANT:METHOD=PATH ... (eval_masks JSON of pseudo masks),
          --seg ss=PATH ms=PATH (eval_seg JSON of val predictions), --losses NAME=PATH ... (train_cam
          loss CSVs), --cams NAME=DIR ... (CAM folders shown in the gallery, in column order), --root
          (VOC2012 folder),
@@ -9,10 +10,11 @@ Inputs:  --seeds NAME=PATH ... (eval_cams JSON per variant: support, baseline_sa
          ``pseudo_labels.method``, and hashes all of it for provenance), --dvc-lock (for the dataset hash),
          --test-preds (the make_test_submission folder: the report says when it was skipped).
 Outputs: --out, a folder with ``tables/{seeds_masks,segmentation,ablation}.{csv,md,tex}``,
-         ``figures/{cam_gallery,threshold_curves,loss_curves}.{png,pdf}``, ``summary.json``
-         (``seed_miou``, ``seed_best_threshold``, ``mask_miou`` by variant/method, ``val_miou``
-         by ss/ms) and ``README.md`` (links and provenance: git commit, dataset hash, params
-         hash, date).
+         ``figures/{cam_gallery,threshold_curves,ablation_intervals,loss_curves}.{png,pdf}``,
+         ``summary.json`` (``seed_miou``, ``seed_best_threshold``, ``mask_miou`` by variant/method,
+         ``val_miou`` by ss/ms, ``seed_miou_difference``: per ablation row, ``vs_same_budget`` and
+         ``vs_support`` as [difference, 95 % low, 95 % high] in points) and ``README.md`` (links
+         and provenance: git commit, dataset hash, params hash, date).
 
 Example:
   python -m pixsup.steps.make_report --params params.yaml --root data/synthetic/VOC2012 \\
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="train", help="split the seeds were evaluated on (default: train)")
     for flag, what in (
         ("--seeds", "seed metrics JSON"),
+        ("--seed-images", "per-image seed confusions (eval_cams --per-image)"),
         ("--masks", "pseudo-mask metrics JSON"),
         ("--seg", "segmentation metrics JSON"),
         ("--losses", "train_cam loss CSV"),
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             mask_method=params.pseudo_labels.method,
             seg_trained_on=f"{params.pseudo_labels.variants[0]} + {params.pseudo_labels.method} masks",
             seed_metrics=_pairs(args.seeds, "--seeds"),
+            seed_images=_pairs(args.seed_images, "--seed-images"),
+            bootstrap_samples=params.report.bootstrap_samples,
             mask_metrics=_pairs(args.masks, "--masks"),
             seg_metrics=_pairs(args.seg, "--seg"),
             loss_files=_pairs(args.losses, "--losses"),
