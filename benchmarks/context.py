@@ -31,6 +31,11 @@ class FinishedRun:
     def results(self) -> Path:
         return self.root / "results" / self.params.data.dataset
 
+    @property
+    def first_run(self) -> Path:
+        """The outputs of the first training run of experiment.seeds."""
+        return self.results / f"seed{self.params.experiment.seeds[0]}"
+
 
 def finished_run(options: Options) -> FinishedRun | str:
     """The finished run of ``options.workflow_root`` (default: this repository), or why there is none."""

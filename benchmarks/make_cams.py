@@ -154,7 +154,7 @@ def run(options: Options) -> list[Record]:
 def _synthetic_records(run: FinishedRun) -> list[Record]:
     """make_cams and eval_cams on the finished run's train split with the `full` CAM network, in both precisions."""
     params = run.params
-    model_path = run.results / "full" / "model.pt"
+    model_path = run.first_run / "full" / "model.pt"
     model, _ = load_cam_net(model_path)
     dataset = CamInferDataset(run.data_root, "train")
     thresholds = sweep_thresholds(

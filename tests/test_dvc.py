@@ -95,17 +95,18 @@ def test_repro_noop_and_experiment(tmp_path, tiny_workflow_run):
 
     # A tracked experiment on a value of the seed evaluation: DVC reruns that stage and the report, and
     # keeps the trained networks and their CAMs (Snakemake's own plans for other values: test_workflow.py).
-    models = [results / variant / "model.pt" for variant in ("support", "baseline_same_budget", "rcm", "mam", "full")]
-    kept = models + sorted((results / "full" / "cams" / "train").glob("*.npz"))
+    first_run = results / "seed0"
+    models = [first_run / v / "model.pt" for v in ("support", "baseline_same_budget", "rcm", "mam", "full")]
+    kept = models + sorted((first_run / "full" / "cams" / "train").glob("*.npz"))
     before = _mtimes(kept)
-    metrics_before = (results / "metrics" / "seeds_train_full.json").read_text()
+    metrics_before = (first_run / "metrics" / "seeds_train_full.json").read_text()
     experiment = run(DVC + ["exp", "run", "-S", "cam_eval.threshold_step=0.05"], repo)
     assert "Running stage 'eval_cams'" in experiment.stdout
     assert "Running stage 'make_report'" in experiment.stdout
     for stage in ("prepare_data", "train_cam", "make_cams", "make_pseudo_masks", "train_seg"):
         assert f"Running stage '{stage}'" not in experiment.stdout, stage
     assert _mtimes(kept) == before
-    assert (results / "metrics" / "seeds_train_full.json").read_text() != metrics_before
+    assert (first_run / "metrics" / "seeds_train_full.json").read_text() != metrics_before
     assert yaml.safe_load((repo / "params.yaml").read_text())["cam_eval"]["threshold_step"] == 0.05
     assert yaml.safe_load((results / "params" / "eval_cams.yaml").read_text())["cam_eval"]["threshold_step"] == 0.05
 

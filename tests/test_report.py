@@ -111,9 +111,9 @@ def test_segmentation_lists_ours_per_mode_then_peers_with_val_or_test():
     ]
     assert list(table["val_miou"]) == [60.5, 62.25, 68.1]
     assert pd.isna(table["test_miou"][0]) and table["test_miou"][2] == 68.0
-    assert "(test: submit the tar to the evaluation server)" in table.attrs["caption"]
+    assert "; test: submit the tar to the evaluation server)" in table.attrs["caption"]
     skipped = segmentation_table(seg, sources, "resnet101", [], "voc12", "full + irn masks", "no test.txt")
-    assert "(no test submission: no test.txt)" in skipped.attrs["caption"]
+    assert "; no test submission: no test.txt)" in skipped.attrs["caption"]
 
 
 def test_every_peer_needs_a_source(tmp_path):

@@ -168,7 +168,7 @@ def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(clust
     # Enough epochs that the job is still training after its first checkpoint.
     params = merged(TINY_PARAMS, {"cam_train": {"epochs": 12}})
     repo = copy_repo(tmp_path / "repo", params)
-    model = repo / "results" / "synthetic" / "support" / "model.pt"
+    model = repo / "results" / "synthetic" / "seed0" / "support" / "model.pt"
     resume = model.with_name("model.pt.resume.pt")
     target = str(model.relative_to(repo))
     with subprocess.Popen(
@@ -195,13 +195,13 @@ def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(clust
     ]
     states = [r["JobState"] for r in sorted(train_records, key=lambda r: int(r["JobId"]))]
     assert states == ["CANCELLED", "COMPLETED"], states
-    log = (repo / "logs" / "synthetic" / "train_cam" / "support.log").read_text()
+    log = (repo / "logs" / "synthetic" / "seed0" / "train_cam" / "support.log").read_text()
     resumed = re.findall(r"resum\w* .*epoch (\d+)", log)
     assert resumed and 1 <= int(resumed[-1]) < 12, log[-2000:]
     assert not resume.exists()
 
     # The interrupted model equals one trained without interruption.
-    losses = (repo / "results" / "synthetic" / "support" / "losses.csv").read_text().splitlines()
+    losses = (repo / "results" / "synthetic" / "seed0" / "support" / "losses.csv").read_text().splitlines()
     iterations = [int(line.split(",")[1]) for line in losses[1:]]
     assert iterations == list(range(1, len(iterations) + 1))
     threads = re.search(r"rule train_cam:.*?threads: (\d+)", output, re.S).group(1)
@@ -212,7 +212,7 @@ def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(clust
             "-m",
             "pixsup.steps.train_cam",
             "--params",
-            str(repo / "results" / "synthetic" / "params" / "train_cam.yaml"),
+            str(repo / "results" / "synthetic" / "seed0" / "params" / "train_cam.yaml"),
             "--root",
             str(repo / "data" / "synthetic" / "VOC2012"),
             "--split",
@@ -335,7 +335,7 @@ def test_profile_names_the_site_settings_in_one_place():
 
 def test_training_on_two_gpus_runs_as_two_slurm_tasks_and_matches_one(cluster, slurm_run, tmp_path):
     repo = copy_repo(tmp_path / "repo", merged(TINY_PARAMS, {"cam_train": {"gpus": 2}}))
-    model = Path("results/synthetic/support/model.pt")
+    model = Path("results/synthetic/seed0/support/model.pt")
     output = run(SLURM_SNAKEMAKE + [str(model)], repo, timeout=1700)
     out = output.stdout + output.stderr
     resources = re.search(r"rule train_cam:.*?resources: ([^\n]*)", out, re.S).group(1).split(", ")

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 RULES = [
     "write_params",
+    "write_run_params",
     "prepare_data",
     "check_downloads",
     "validate_data",
@@ -58,7 +59,7 @@ def test_dry_run_has_every_rule(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     counts = jobs_by_rule(run(SNAKEMAKE + ["-n", "--cores", "2"], repo).stdout)
     assert set(counts) == set(RULES)
-    assert counts["train_cam"] == len(VARIANTS)
+    assert counts["train_cam"] == len(VARIANTS) and counts["write_run_params"] == 3  # train_cam, train_irn, train_seg
     # train for every variant, train_aug for the pseudo-label variant (full).
     assert counts["make_cams"] == (len(VARIANTS) + 1) * TINY_PARAMS["cam_infer"]["num_shards"]
     assert counts["gather_cams"] == len(VARIANTS) + 1 and counts["eval_cams"] == len(VARIANTS)
@@ -79,8 +80,8 @@ def test_run_produces_the_report_and_a_rerun_does_nothing(finished_run):
     assert "tables/ablation.csv" in readme and "figures/cam_gallery.png" in readme
     assert re.search(r"git commit: `[0-9a-f]{40}", readme)
     # Every log and benchmark mirrors its rule.
-    assert (finished_run / "logs" / "synthetic" / "train_cam" / "full.log").stat().st_size > 0
-    assert (finished_run / "logs" / "synthetic" / "benchmarks" / "train_cam" / "full.tsv").is_file()
+    assert (finished_run / "logs" / "synthetic" / "seed0" / "train_cam" / "full.log").stat().st_size > 0
+    assert (finished_run / "logs" / "synthetic" / "seed0" / "benchmarks" / "train_cam" / "full.tsv").is_file()
 
     again = run(SNAKEMAKE + ["-n", "--cores", "2"], finished_run)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -100,7 +101,8 @@ def test_report_tables_equal_the_metrics(finished_run):
     ]
     labels = {"support": "baseline", "baseline_same_budget": "baseline (same budget)"}
     seed_miou = {
-        variant: json.loads((results / "metrics" / f"seeds_train_{variant}.json").read_text()) for variant in VARIANTS
+        variant: json.loads((results / "seed0" / "metrics" / f"seeds_train_{variant}.json").read_text())
+        for variant in VARIANTS
     }
     for variant, metrics in seed_miou.items():
         row = ablation[ablation["variant"] == labels.get(variant, variant)].iloc[0]
@@ -116,38 +118,65 @@ def test_report_tables_equal_the_metrics(finished_run):
             assert row[f"{column}_low"] <= row[column] <= row[f"{column}_high"]
             assert (column in str(row["interval_includes_0"])) == (row[f"{column}_low"] <= 0 <= row[f"{column}_high"])
     seeds = pd.read_csv(results / "paper" / "tables" / "seeds_masks.csv")
-    assert list(seeds.columns) == ["method", "backbone", "seed_miou", "mask_miou", "source"]
+    assert list(seeds.columns) == [
+        "method",
+        "backbone",
+        "seed_miou",
+        "seed_miou_sd",
+        "mask_miou",
+        "mask_miou_sd",
+        "source",
+    ]
     irn = seeds[seeds["method"] == "IRN"].iloc[0]
     assert irn["seed_miou"] == 48.3 and irn["mask_miou"] == 66.5 and "CVPR 2019" in irn["source"]
-    full = json.loads((results / "metrics" / "seeds_train_full.json").read_text())
+    full = json.loads((results / "seed0" / "metrics" / "seeds_train_full.json").read_text())
     full_row = seeds[seeds["method"] == "ours: full + irn masks"].iloc[0]
     assert full_row["seed_miou"] == pytest.approx(full["miou"])
-    irn_masks = json.loads((results / "metrics" / "masks" / "train_full_irn.json").read_text())
+    irn_masks = json.loads((results / "seed0" / "metrics" / "masks" / "train_full_irn.json").read_text())
     assert full_row["mask_miou"] == pytest.approx(irn_masks["miou"])
     for method in ("crf", "cam"):
-        masks = json.loads((results / "metrics" / "masks" / f"train_full_{method}.json").read_text())
+        masks = json.loads((results / "seed0" / "metrics" / "masks" / f"train_full_{method}.json").read_text())
         row = seeds[seeds["method"] == f"ours: full + {method} masks"].iloc[0]
         assert row["mask_miou"] == pytest.approx(masks["miou"])
     segmentation = pd.read_csv(results / "paper" / "tables" / "segmentation.csv")
-    assert list(segmentation.columns) == ["method", "backbone", "val_miou", "test_miou", "source"]
+    assert list(segmentation.columns) == ["method", "backbone", "val_miou", "val_miou_sd", "test_miou", "source"]
     for mode, label in (("ss", "single scale"), ("ms", "multi-scale + flip")):
-        val = json.loads((results / "metrics" / "seg" / f"val_{mode}.json").read_text())
+        val = json.loads((results / "seed0" / "metrics" / "seg" / f"val_{mode}.json").read_text())
         row = segmentation[segmentation["method"] == f"ours: full + irn masks, {label}"].iloc[0]
         assert row["val_miou"] == pytest.approx(val["miou"]) and pd.isna(row["test_miou"])
     summary = json.loads((results / "paper" / "summary.json").read_text())
     assert summary["mask_miou"]["full/irn"] == pytest.approx(irn_masks["miou"])
 
 
-def _dry_run_with(finished_run: Path, changes: dict) -> dict[str, int]:
-    """The jobs `snakemake -n` plans with ``changes`` merged into params.yaml; the file is restored afterwards
-    (other tests share the finished run)."""
+def _dry_run_with(finished_run: Path, changes: dict, *flags: str) -> dict[str, int] | str:
+    """The jobs `snakemake -n` plans with ``changes`` merged into params.yaml (its whole output with
+    ``flags``); the file is restored afterwards (other tests share the finished run)."""
     path = finished_run / "params.yaml"
     original = path.read_bytes()
     path.write_text(yaml.safe_dump(merged(yaml.safe_load(original), changes)))
     try:
-        return jobs_by_rule(run(SNAKEMAKE + ["-n", "--cores", "2"], finished_run).stdout)
+        output = run(SNAKEMAKE + ["-n", "--cores", "2", *flags], finished_run).stdout
+        return output if flags else jobs_by_rule(output)
     finally:
         path.write_bytes(original)
+
+
+def test_another_training_seed_runs_only_the_new_run_and_the_report(finished_run):
+    counts = _dry_run_with(finished_run, {"experiment": {"seeds": [0, 3]}})
+    # Seed 3 is a whole new run: every network, CAM and evaluation once more. Seed 0's run stays.
+    assert counts["train_cam"] == len(VARIANTS) and counts["eval_cams"] == len(VARIANTS)
+    assert counts["write_run_params"] == 3 and counts["train_irn"] == 1 and counts["train_seg"] == 1
+    assert counts["make_report"] == 1 and counts.get("prepare_data", 0) == 0
+    output = _dry_run_with(finished_run, {"experiment": {"seeds": [0, 3]}}, "-p", "results/synthetic/paper/README.md")
+    # The report reads both runs, in seed order.
+    report = next(line for line in output.splitlines() if "pixsup.steps.make_report" in line)
+    assert re.findall(r"full=(\S+seeds_train_full\.json)", report) == [
+        "results/synthetic/seed0/metrics/seeds_train_full.json",
+        "results/synthetic/seed3/metrics/seeds_train_full.json",
+    ]
+    # Run 3's training seeds are the configured ones plus 3.
+    train_cam = next(line for line in output.splitlines() if "pixsup.steps.write_params --step train_cam" in line)
+    assert '"seed": 3' in train_cam, train_cam
 
 
 def test_cam_infer_change_reruns_from_make_cams_not_training(finished_run):
@@ -257,15 +286,15 @@ def test_corrupt_dataset_fails_in_validate_data_and_nothing_downstream_runs(tmp_
     # The image is in train and train_aug: whichever validation ran first names it and stops the run.
     logs = [path.read_text() for path in (repo / "logs" / "synthetic" / "validate_data").glob("*.log")]
     assert any(f"{victim}.jpg" in log for log in logs)
-    assert not list((repo / "results" / "synthetic").glob("*/model.pt"))
+    assert not list((repo / "results" / "synthetic").rglob("model.pt"))
     assert not (repo / "results" / "synthetic" / "data" / "validate_train_aug.json").exists()
 
 
 def test_two_gpu_training_runs_as_two_torchrun_processes(tmp_path):
     repo = copy_repo(tmp_path / "repo", merged(TINY_PARAMS, {"cam_train": {"gpus": 2}}))
-    result = run(SNAKEMAKE + ["--cores", "2", "-p", "results/synthetic/support/model.pt"], repo)
+    result = run(SNAKEMAKE + ["--cores", "2", "-p", "results/synthetic/seed0/support/model.pt"], repo)
     assert "python -m pixsup.runtime.launch --nproc 2 --" in result.stdout + result.stderr
-    meta = json.loads((repo / "results" / "synthetic" / "support" / "model.pt.meta.json").read_text())
+    meta = json.loads((repo / "results" / "synthetic" / "seed0" / "support" / "model.pt.meta.json").read_text())
     assert meta["processes"] == 2 and meta["slurm"] is None
 
 

@@ -126,7 +126,7 @@ def test_shell_commands_quote_every_path(tmp_path):
 
 
 def test_dvc_ignores_temporary_files_of_writers():
-    folder = "results/synthetic/full/cams/train"
+    folder = "results/synthetic/seed0/full/cams/train"
     temporary = f"{folder}/.2007_000032.npz.vm-4242.k2x9_ab.tmp.npz"
     ignored = run(["dvc", "check-ignore", temporary, f"{folder}/2007_000032.npz"], REPO, check=False)
     assert ignored.stdout.split() == [temporary]
@@ -162,7 +162,7 @@ def test_dvc_yaml_is_generated_from_the_snakemake_plan(tmp_path):
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     report_deps = set(stages["make_report"]["deps"])
     for variant in ("support", "baseline_same_budget", "rcm", "mam", "full"):
-        assert f"results/${{data.dataset}}/{variant}/losses.csv" in report_deps
+        assert f"results/${{data.dataset}}/seed0/{variant}/losses.csv" in report_deps
 
 
 def test_data_dvc_is_a_frozen_import_of_the_published_voc_trainval_tar():
@@ -178,6 +178,10 @@ def test_data_dvc_is_a_frozen_import_of_the_published_voc_trainval_tar():
     assert dep["path"] == defaults.voc_url and defaults.voc_md5 == out["md5"]
     # Where prepare_data keeps and reuses downloads, so it unpacks this file instead of fetching it again.
     assert out["path"] == f"{defaults.archive_dir}/{archive_name(defaults.voc_url)}"
+
+
+# Rules declared with `use rule <step> as <name>`: the step module they run.
+STEP_OF_RULE = {"write_run_params": "write_params"}
 
 
 def test_dvc_stages_depend_on_the_code_their_rules_run(tmp_path):
@@ -196,8 +200,8 @@ def test_dvc_stages_depend_on_the_code_their_rules_run(tmp_path):
         new, earlier = rules - earlier, earlier | rules
         assert new, name
         code = {dep for dep in stage["deps"] if dep.startswith("src/")}
-        needed = {path for rule in new for path in repository_code_files(rule, repo)}
-        allowed = {path for rule in rules for path in repository_code_files(rule, repo)}
+        needed = {path for rule in new for path in repository_code_files(STEP_OF_RULE.get(rule, rule), repo)}
+        allowed = {path for rule in rules for path in repository_code_files(STEP_OF_RULE.get(rule, rule), repo)}
         assert needed <= code <= allowed, (name, sorted(needed - code), sorted(code - allowed))
 
 

@@ -380,6 +380,17 @@ class PseudoLabelsConfig(_Section):
     bg_threshold: float = Field(
         0.25, gt=0.0, lt=1.0, description="Background score of the final masks (random walk, crf and cam)."
     )
+    calibration: Literal["none", "seed_curve"] = Field(
+        "none",
+        description="none: the three thresholds as given | seed_curve: moved with each variant's best seed "
+        "threshold on train (pixsup.pseudo_labels.calibration; docs/pseudo-labels.md).",
+    )
+    reference_threshold: float = Field(
+        0.15,
+        gt=0.0,
+        lt=1.0,
+        description="The best seed threshold the three thresholds are meant for (IRN's cam_eval_thres, 0.15).",
+    )
     crf: CrfConfig = CrfConfig()
     irn: IrnConfig = IrnConfig()
 
@@ -462,9 +473,49 @@ class ReportConfig(_Section):
     )
 
 
+# ------------------------------------------------------------------ experiment
+
+
+def _distinct(values: list[int]) -> list[int]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"repeats a value: {values}")
+    return values
+
+
+class ExperimentConfig(_Section):
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], AfterValidator(_distinct)] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="Training repeats: run s trains every network with its seed (cam_train.seed, "
+        "pseudo_labels.irn.seed, seg_train.seed) plus s, under results/<dataset>/seed<s>/; the tables "
+        "give the mean, sd and intervals over the runs.",
+    )
+
+
+# The seeds a training repeat offsets, by the step that reads each.
+RUN_SEED_KEYS: dict[str, str] = {
+    "train_cam": "cam_train.seed",
+    "train_irn": "pseudo_labels.irn.seed",
+    "train_seg": "seg_train.seed",
+}
+
+
+def with_run_seed(params: Params, run: int) -> Params:
+    """``params`` for training repeat ``run`` of ``experiment.seeds``: each key of RUN_SEED_KEYS plus ``run``."""
+    raw = params.model_dump(mode="json")
+    for dotted in RUN_SEED_KEYS.values():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for name in parents:
+            node = node[name]
+        node[leaf] += run
+    return parse_params(raw, f"experiment seed {run}")
+
+
 class Params(_Section):
     """Root of params.yaml."""
 
+    experiment: ExperimentConfig = ExperimentConfig()
     data: DataConfig = DataConfig()
     cam_train: CamTrainConfig = CamTrainConfig()
     cam_infer: CamInferConfig = CamInferConfig()
@@ -533,6 +584,8 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "make_ir_labels": (
         "pseudo_labels.conf_fg_threshold",
         "pseudo_labels.conf_bg_threshold",
+        "pseudo_labels.calibration",
+        "pseudo_labels.reference_threshold",
         "pseudo_labels.crf",
         "pseudo_labels.max_side",
     ),
@@ -542,6 +595,8 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "make_pseudo_masks": (
         "pseudo_labels.conf_fg_threshold",
         "pseudo_labels.conf_bg_threshold",
+        "pseudo_labels.calibration",
+        "pseudo_labels.reference_threshold",
         "pseudo_labels.bg_threshold",
         "pseudo_labels.crf",
         "pseudo_labels.max_side",
@@ -565,6 +620,7 @@ DATASET_KEYS: dict[str, tuple[str, ...]] = {
 }
 # Values the workflow itself reads to shape its plan (how many jobs, on how many GPUs, which outputs).
 WORKFLOW_KEYS: tuple[str, ...] = (
+    "experiment.seeds",
     "data.dataset",
     "data.root",
     "cam_train.gpus",

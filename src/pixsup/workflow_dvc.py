@@ -10,10 +10,11 @@ stages before it; the stage's
   ``data.dvc`` versions, which prepare_data unpacks;
 - ``outs``/``metrics`` are the files they write (a CAM folder stands for its
   ``index.json``, since the per-image files are written beside it);
-- ``params`` are the values their steps read (``pixsup.config.STEP_KEYS``).
+- ``params`` are the values their steps read (``pixsup.config.STEP_KEYS``), and
+  ``experiment.seeds`` where they write a training run's files.
 
-The plan depends on params.yaml (the dataset, the variants, the mask methods,
-the shards), so rerun this after changing those; ``--check`` exits 1 when the
+The plan depends on params.yaml (the training runs, the dataset, the variants,
+the mask methods, the shards), so rerun this after changing those; ``--check`` exits 1 when the
 committed file differs (the tests run it).
 
 Example:
@@ -53,7 +54,7 @@ HEADER = """\
 # stage runs, or Snakemake would recompute everything.
 # GENERATED from Snakemake's plan by `python -m pixsup.workflow_dvc`; do not edit.
 # Rerun it after changing the workflow or the shape of the plan in params.yaml
-# (data.dataset, pseudo_labels.variants/compare_methods, cam_infer.num_shards).
+# (experiment.seeds, data.dataset, pseudo_labels.variants/compare_methods, cam_infer.num_shards).
 """
 
 
@@ -94,7 +95,8 @@ def planned_jobs(repo: Path, target: str) -> list[Job]:
 def _rule_files(repo: Path) -> dict[str, str]:
     defined: dict[str, str] = {}
     for path in sorted((repo / "workflow" / "rules").glob("*.smk")):
-        for name in re.findall(r"^rule (\w+):", path.read_text(), re.M):
+        for name in re.findall(r"^(?:rule (\w+):|use rule \w+ as (\w+))", path.read_text(), re.M):
+            name = "".join(name)
             defined[name] = path.relative_to(repo).as_posix()
     return defined
 
@@ -130,7 +132,10 @@ def dvc_stages(repo: Path) -> dict[str, dict]:
         deps = (["${data.root}"] if number else []) + sorted(
             read | {rule_files[rule] for rule in rules}, key=lambda p: (p.startswith("src/"), p)
         )
-        keys = sorted({key for rule in rules & set(STEP_KEYS) for key in step_keys(rule, params)})
+        keys = {key for rule in rules & set(STEP_KEYS) for key in step_keys(rule, params)}
+        if any(re.search(r"/seed\d+/", path) for path in written):
+            keys.add("experiment.seeds")  # the runs this stage's jobs belong to
+        keys = sorted(keys)
         stage: dict = {"cmd": f"snakemake --cores all {target}", "deps": deps, "params": keys}
         outs = [{"${data.root}": {"persist": True}}] if not number else []
         metrics = []

@@ -12,12 +12,12 @@ rule train_cam:
         unpack(train_cam_inputs),
         code=step_code("train_cam"),
     output:
-        model="results/{dataset}/{variant}/model.pt",
-        losses="results/{dataset}/{variant}/losses.csv",
+        model="results/{dataset}/seed{seed}/{variant}/model.pt",
+        losses="results/{dataset}/seed{seed}/{variant}/losses.csv",
     log:
-        "logs/{dataset}/train_cam/{variant}.log",
+        "logs/{dataset}/seed{seed}/train_cam/{variant}.log",
     benchmark:
-        "logs/{dataset}/benchmarks/train_cam/{variant}.tsv"
+        "logs/{dataset}/seed{seed}/benchmarks/train_cam/{variant}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 4
@@ -46,14 +46,14 @@ rule make_cams:
     input:
         code=step_code("make_cams"),
         params=params_file("make_cams"),
-        model="results/{dataset}/{variant}/model.pt",
+        model="results/{dataset}/seed{seed}/{variant}/model.pt",
         validated="results/{dataset}/data/validate_{split}.json",
     output:
-        manifest="results/{dataset}/{variant}/cams/{split}/index.shard-{shard}-of-{num_shards}.json",
+        manifest="results/{dataset}/seed{seed}/{variant}/cams/{split}/index.shard-{shard}-of-{num_shards}.json",
     log:
-        "logs/{dataset}/make_cams/{variant}/{split}/{shard}-of-{num_shards}.log",
+        "logs/{dataset}/seed{seed}/make_cams/{variant}/{split}/{shard}-of-{num_shards}.log",
     benchmark:
-        "logs/{dataset}/benchmarks/make_cams/{variant}/{split}/{shard}-of-{num_shards}.tsv"
+        "logs/{dataset}/seed{seed}/benchmarks/make_cams/{variant}/{split}/{shard}-of-{num_shards}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 2
@@ -76,14 +76,14 @@ rule gather_cams:
     input:
         code=step_code("gather_cams"),
         shards=expand(
-            "results/{{dataset}}/{{variant}}/cams/{{split}}/index.shard-{shard}-of-{num_shards}.json",
+            "results/{{dataset}}/seed{{seed}}/{{variant}}/cams/{{split}}/index.shard-{shard}-of-{num_shards}.json",
             shard=range(NUM_SHARDS),
             num_shards=NUM_SHARDS,
         ),
     output:
-        index="results/{dataset}/{variant}/cams/{split}/index.json",
+        index="results/{dataset}/seed{seed}/{variant}/cams/{split}/index.json",
     log:
-        "logs/{dataset}/gather_cams/{variant}/{split}.log",
+        "logs/{dataset}/seed{seed}/gather_cams/{variant}/{split}.log",
     localrule: True
     conda:
         "../../envs/pixsup.yaml"
@@ -104,12 +104,12 @@ rule eval_cams:
     input:
         code=step_code("eval_cams"),
         params=params_file("eval_cams"),
-        index="results/{dataset}/{variant}/cams/{split}/index.json",
+        index="results/{dataset}/seed{seed}/{variant}/cams/{split}/index.json",
     output:
-        metrics="results/{dataset}/metrics/seeds_{split}_{variant}.json",
-        per_image="results/{dataset}/metrics/seeds_{split}_{variant}.per_image.npz",
+        metrics="results/{dataset}/seed{seed}/metrics/seeds_{split}_{variant}.json",
+        per_image="results/{dataset}/seed{seed}/metrics/seeds_{split}_{variant}.per_image.npz",
     log:
-        "logs/{dataset}/eval_cams/{split}_{variant}.log",
+        "logs/{dataset}/seed{seed}/eval_cams/{split}_{variant}.log",
     conda:
         "../../envs/pixsup.yaml"
     threads: 1

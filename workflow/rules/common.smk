@@ -9,7 +9,15 @@ import shlex
 
 from pixsup.cam.variants import VARIANTS as CAM_VARIANTS
 from pixsup.code_identity import repository_code_files
-from pixsup.config import STEP_KEYS, ConfigError, parse_params, select_keys, step_keys
+from pixsup.config import (
+    RUN_SEED_KEYS,
+    STEP_KEYS,
+    ConfigError,
+    parse_params,
+    select_keys,
+    step_keys,
+    with_run_seed,
+)
 from snakemake.exceptions import WorkflowError
 
 try:
@@ -18,6 +26,10 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 DATASET = PARAMS.data.dataset
+# Training repeats: everything from train_cam on runs once per seed, under results/<dataset>/seed<s>/.
+SEEDS = list(PARAMS.experiment.seeds)
+# The gallery, the loss curves and the test submission show the first run.
+FIRST_SEED = SEEDS[0]
 DATA_ROOT = PARAMS.data.root
 NUM_SHARDS = PARAMS.cam_infer.num_shards
 
@@ -46,6 +58,7 @@ GALLERY = {"baseline": "support", "full": "full"}
 
 wildcard_constraints:
     dataset=DATASET,
+    seed=r"\d+",
     variant="|".join(VARIANTS),
     split="train|train_aug|val|test",
     step="|".join(STEP_KEYS),
@@ -80,7 +93,10 @@ def step_code(step):
 
 
 def params_file(step):
-    """The resolved params file a step reads (written by write_params)."""
+    """The resolved params file a step reads (written by write_params). A training step's file is
+    per run: its seed is offset by the run's (pixsup.config.RUN_SEED_KEYS)."""
+    if step in RUN_SEED_KEYS:
+        return f"results/{{dataset}}/seed{{seed}}/params/{step}.yaml"
     return f"results/{{dataset}}/params/{step}.yaml"
 
 
@@ -97,34 +113,61 @@ def dataset_files():
     ]
 
 
+def run_files(path):
+    """``path`` under results/<dataset>/seed<s>/ for every run of experiment.seeds."""
+    return [results(f"seed{seed}/{path}") for seed in SEEDS]
+
+
 def cam_model_files():
-    return [results(f"{variant}/model.pt") for variant in VARIANTS]
+    return [path for variant in VARIANTS for path in run_files(f"{variant}/model.pt")]
 
 
 def cam_index_files():
-    return [results(f"{variant}/cams/{SEED_SPLIT}/index.json") for variant in VARIANTS]
+    return [
+        path
+        for variant in VARIANTS
+        for path in run_files(f"{variant}/cams/{SEED_SPLIT}/index.json")
+    ]
+
+
+def variant_run_files(stem, ext):
+    """{variant: [results/<dataset>/seed<s>/metrics/<stem>_<split>_<variant>.<ext> of each run]}."""
+    return {
+        variant: run_files(f"metrics/{stem}_{SEED_SPLIT}_{variant}.{ext}")
+        for variant in VARIANTS
+    }
 
 
 def seed_metric_files():
     return [
-        results(f"metrics/seeds_{SEED_SPLIT}_{variant}.json") for variant in VARIANTS
+        path for paths in variant_run_files("seeds", "json").values() for path in paths
+    ]
+
+
+def seed_image_files():
+    return [
+        path
+        for paths in variant_run_files("seeds", "per_image.npz").values()
+        for path in paths
     ]
 
 
 def mask_metric_files():
+    """{"variant:method": [metrics JSON of each run]}."""
     return {
-        f"{variant}:{method}": results(f"metrics/masks/train_{variant}_{method}.json")
+        f"{variant}:{method}": run_files(f"metrics/masks/train_{variant}_{method}.json")
         for variant in PSEUDO_VARIANTS
         for method in MASK_METHODS
     }
 
 
 def seg_metric_files():
-    return {mode: results(f"metrics/seg/val_{mode}.json") for mode in SEG_MODES}
+    """{mode: [metrics JSON of each run]}."""
+    return {mode: run_files(f"metrics/seg/val_{mode}.json") for mode in SEG_MODES}
 
 
 def submission_files():
-    return [results("submission_test.tar")]
+    return [results(f"seed{FIRST_SEED}/submission_test.tar")]
 
 
 PAPER_TABLES = ["seeds_masks", "segmentation", "ablation"]
@@ -148,27 +191,55 @@ def paper_files():
 
 
 def name_path_pairs(paths):
-    """NAME=PATH arguments of make_report from a {name: path} mapping, each quoted for the shell."""
-    return " ".join(shlex.quote(f"{name}={path}") for name, path in paths.items())
+    """NAME=PATH arguments of make_report from a {name: path or [path of each run]} mapping, each
+    quoted for the shell; a name repeats once per run, in the order of experiment.seeds.
+    """
+    return " ".join(
+        shlex.quote(f"{name}={path}")
+        for name, value in paths.items()
+        for path in ([value] if isinstance(value, str) else value)
+    )
+
+
+def calibration_inputs(wildcards):
+    """The variant's seed metrics on train, which calibration: seed_curve moves the thresholds with."""
+    if PARAMS.pseudo_labels.calibration == "none":
+        return {}
+    return {
+        "seed_metrics": f"results/{wildcards.dataset}/seed{wildcards.seed}/metrics/"
+        f"seeds_{SEED_SPLIT}_{wildcards.variant}.json"
+    }
+
+
+def seed_metrics_argument(wildcards, input):
+    return (
+        f"--seed-metrics {shlex.quote(input.seed_metrics)}"
+        if "seed_metrics" in input.keys()
+        else ""
+    )
 
 
 def pseudo_mask_inputs(wildcards):
+    run = f"results/{wildcards.dataset}/seed{wildcards.seed}"
     inputs = {
         "params": params_file("make_pseudo_masks").format(dataset=wildcards.dataset),
-        "cams": f"results/{wildcards.dataset}/{wildcards.variant}/cams/train_aug/index.json",
+        "cams": f"{run}/{wildcards.variant}/cams/train_aug/index.json",
+        **calibration_inputs(wildcards),
     }
     if wildcards.method == "irn":
-        inputs["irn"] = (
-            f"results/{wildcards.dataset}/pseudo_labels/{wildcards.variant}/irn.pt"
-        )
+        inputs["irn"] = f"{run}/pseudo_labels/{wildcards.variant}/irn.pt"
     return inputs
 
 
 def train_cam_inputs(wildcards):
     inputs = {
-        "params": params_file("train_cam").format(dataset=wildcards.dataset),
+        "params": params_file("train_cam").format(
+            dataset=wildcards.dataset, seed=wildcards.seed
+        ),
         "validated": f"results/{wildcards.dataset}/data/validate_train_aug.json",
     }
     if wildcards.variant != "support":
-        inputs["support"] = f"results/{wildcards.dataset}/support/model.pt"
+        inputs["support"] = (
+            f"results/{wildcards.dataset}/seed{wildcards.seed}/support/model.pt"
+        )
     return inputs

@@ -26,6 +26,21 @@ rule write_params:
         " --out {output:q} --log {log:q} --quiet"
 
 
+# A training step's params for one run of experiment.seeds: its seed offset by the run's.
+use rule write_params as write_run_params with:
+    output:
+        "results/{dataset}/seed{seed}/params/{step}.yaml",
+    log:
+        "logs/{dataset}/seed{seed}/write_params/{step}.log",
+    params:
+        values=lambda wildcards: json.dumps(
+            select_keys(
+                with_run_seed(PARAMS, int(wildcards.seed)),
+                step_keys(wildcards.step, PARAMS),
+            )
+        ),
+
+
 rule prepare_data:
     """Synthetic: generate the dataset. voc12: download VOC 2012 + SBD where data.root lacks them."""
     input:

@@ -5,13 +5,16 @@
 rule make_ir_labels:
     """Confident foreground/background labels (CRF-refined), 255 elsewhere: IRN's training targets."""
     input:
+        unpack(calibration_inputs),
         code=step_code("make_ir_labels"),
         params=params_file("make_ir_labels"),
-        cams="results/{dataset}/{variant}/cams/train_aug/index.json",
+        cams="results/{dataset}/seed{seed}/{variant}/cams/train_aug/index.json",
     output:
-        labels=directory("results/{dataset}/pseudo_labels/{variant}/ir_labels"),
+        labels=directory(
+            "results/{dataset}/seed{seed}/pseudo_labels/{variant}/ir_labels"
+        ),
     log:
-        "logs/{dataset}/make_ir_labels/{variant}.log",
+        "logs/{dataset}/seed{seed}/make_ir_labels/{variant}.log",
     conda:
         "../../envs/pixsup.yaml"
     threads: 8
@@ -21,9 +24,11 @@ rule make_ir_labels:
     params:
         root=DATA_ROOT,
         cams=subpath(input.cams, parent=True),
+        seed_metrics=seed_metrics_argument,
     shell:
         "python -m pixsup.steps.make_ir_labels --params {input.params:q} --root {params.root:q}"
-        " --split train_aug --cams {params.cams:q} --out {output.labels:q} --workers {threads:q}"
+        " --split train_aug --cams {params.cams:q} {params.seed_metrics}"
+        " --out {output.labels:q} --workers {threads:q}"
         " --log {log:q} --quiet"
 
 
@@ -32,15 +37,15 @@ rule train_irn:
     input:
         code=step_code("train_irn"),
         params=params_file("train_irn"),
-        labels="results/{dataset}/pseudo_labels/{variant}/ir_labels",
-        cam_model="results/{dataset}/{variant}/model.pt",
+        labels="results/{dataset}/seed{seed}/pseudo_labels/{variant}/ir_labels",
+        cam_model="results/{dataset}/seed{seed}/{variant}/model.pt",
     output:
-        model="results/{dataset}/pseudo_labels/{variant}/irn.pt",
-        losses="results/{dataset}/pseudo_labels/{variant}/irn_losses.csv",
+        model="results/{dataset}/seed{seed}/pseudo_labels/{variant}/irn.pt",
+        losses="results/{dataset}/seed{seed}/pseudo_labels/{variant}/irn_losses.csv",
     log:
-        "logs/{dataset}/train_irn/{variant}.log",
+        "logs/{dataset}/seed{seed}/train_irn/{variant}.log",
     benchmark:
-        "logs/{dataset}/benchmarks/train_irn/{variant}.tsv"
+        "logs/{dataset}/seed{seed}/benchmarks/train_irn/{variant}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 4
@@ -66,12 +71,12 @@ rule make_pseudo_masks:
         code=step_code("make_pseudo_masks"),
     output:
         masks=directory(
-            "results/{dataset}/pseudo_labels/{variant}/masks/{method}/train_aug"
+            "results/{dataset}/seed{seed}/pseudo_labels/{variant}/masks/{method}/train_aug"
         ),
     log:
-        "logs/{dataset}/make_pseudo_masks/{variant}_{method}.log",
+        "logs/{dataset}/seed{seed}/make_pseudo_masks/{variant}_{method}.log",
     benchmark:
-        "logs/{dataset}/benchmarks/make_pseudo_masks/{variant}_{method}.tsv"
+        "logs/{dataset}/seed{seed}/benchmarks/make_pseudo_masks/{variant}_{method}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 4
@@ -85,10 +90,11 @@ rule make_pseudo_masks:
         irn=lambda wildcards, input: (
             f"--irn {shlex.quote(input.irn)}" if "irn" in input.keys() else ""
         ),
+        seed_metrics=seed_metrics_argument,
     shell:
         "OMP_NUM_THREADS={threads:q} python -m pixsup.runtime.gpu_slot --"
         " python -m pixsup.steps.make_pseudo_masks --params {input.params:q} --root {params.root:q}"
-        " --split train_aug --method {wildcards.method:q} --cams {params.cams:q} {params.irn}"
+        " --split train_aug --method {wildcards.method:q} --cams {params.cams:q} {params.irn} {params.seed_metrics}"
         " --out {output.masks:q} --workers {threads:q} --log {log:q} --quiet"
 
 
@@ -96,12 +102,12 @@ rule eval_masks:
     """Pseudo-mask mIoU on train (train is inside train_aug)."""
     input:
         code=step_code("eval_masks"),
-        masks="results/{dataset}/pseudo_labels/{variant}/masks/{method}/train_aug",
+        masks="results/{dataset}/seed{seed}/pseudo_labels/{variant}/masks/{method}/train_aug",
         validated="results/{dataset}/data/validate_train.json",
     output:
-        metrics="results/{dataset}/metrics/masks/train_{variant}_{method}.json",
+        metrics="results/{dataset}/seed{seed}/metrics/masks/train_{variant}_{method}.json",
     log:
-        "logs/{dataset}/eval_masks/{variant}_{method}.log",
+        "logs/{dataset}/seed{seed}/eval_masks/{variant}_{method}.log",
     conda:
         "../../envs/pixsup.yaml"
     threads: 1

@@ -6,23 +6,20 @@ rule make_report:
     input:
         code=step_code("make_report"),
         params=params_file("make_report"),
-        seeds=expand(
-            "results/{{dataset}}/metrics/seeds_{split}_{variant}.json",
-            split=SEED_SPLIT,
+        seeds=seed_metric_files(),
+        seed_images=seed_image_files(),
+        losses=expand(
+            "results/{{dataset}}/seed{seed}/{variant}/losses.csv",
+            seed=FIRST_SEED,
             variant=VARIANTS,
         ),
-        seed_images=expand(
-            "results/{{dataset}}/metrics/seeds_{split}_{variant}.per_image.npz",
-            split=SEED_SPLIT,
-            variant=VARIANTS,
-        ),
-        losses=expand("results/{{dataset}}/{variant}/losses.csv", variant=VARIANTS),
         masks=mask_metric_files().values(),
         seg=seg_metric_files().values(),
         submission=submission_files(),
-        test_preds="results/{dataset}/VOC2012/Segmentation/comp6_test_cls",
+        test_preds=f"results/{{dataset}}/seed{FIRST_SEED}/VOC2012/Segmentation/comp6_test_cls",
         cams=expand(
-            "results/{{dataset}}/{variant}/cams/{split}/index.json",
+            "results/{{dataset}}/seed{seed}/{variant}/cams/{split}/index.json",
+            seed=FIRST_SEED,
             split=SEED_SPLIT,
             variant=GALLERY.values(),
         ),
@@ -57,19 +54,13 @@ rule make_report:
         root=DATA_ROOT,
         split=SEED_SPLIT,
         out=subpath(output.readme, parent=True),
-        seeds=lambda wildcards, input: name_path_pairs(dict(zip(VARIANTS, input.seeds))),
-        seed_images=lambda wildcards, input: name_path_pairs(
-            dict(zip(VARIANTS, input.seed_images))
-        ),
+        seeds=name_path_pairs(variant_run_files("seeds", "json")),
+        seed_images=name_path_pairs(variant_run_files("seeds", "per_image.npz")),
         losses=lambda wildcards, input: name_path_pairs(
             dict(zip(VARIANTS, input.losses))
         ),
-        masks=lambda wildcards, input: name_path_pairs(
-            dict(zip(mask_metric_files(), input.masks))
-        ),
-        seg=lambda wildcards, input: name_path_pairs(
-            dict(zip(seg_metric_files(), input.seg))
-        ),
+        masks=name_path_pairs(mask_metric_files()),
+        seg=name_path_pairs(seg_metric_files()),
         cams=lambda wildcards, input: name_path_pairs(
             {
                 title: subpath(path, parent=True)

@@ -7,15 +7,15 @@ rule train_seg:
     input:
         code=step_code("train_seg"),
         params=params_file("train_seg"),
-        masks=f"results/{{dataset}}/pseudo_labels/{SEG_VARIANT}/masks/{SEG_METHOD}/train_aug",
-        cam_model=f"results/{{dataset}}/{SEG_VARIANT}/model.pt",
+        masks=f"results/{{dataset}}/seed{{seed}}/pseudo_labels/{SEG_VARIANT}/masks/{SEG_METHOD}/train_aug",
+        cam_model=f"results/{{dataset}}/seed{{seed}}/{SEG_VARIANT}/model.pt",
     output:
-        model="results/{dataset}/seg/model.pt",
-        losses="results/{dataset}/seg/losses.csv",
+        model="results/{dataset}/seed{seed}/seg/model.pt",
+        losses="results/{dataset}/seed{seed}/seg/losses.csv",
     log:
-        "logs/{dataset}/train_seg.log",
+        "logs/{dataset}/seed{seed}/train_seg.log",
     benchmark:
-        "logs/{dataset}/benchmarks/train_seg.tsv"
+        "logs/{dataset}/seed{seed}/benchmarks/train_seg.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 4
@@ -39,14 +39,14 @@ rule make_seg_preds:
     input:
         code=step_code("make_seg_preds"),
         params=params_file("make_seg_preds"),
-        model="results/{dataset}/seg/model.pt",
+        model="results/{dataset}/seed{seed}/seg/model.pt",
         validated="results/{dataset}/data/validate_val.json",
     output:
-        preds=directory("results/{dataset}/seg/preds/val_{mode}"),
+        preds=directory("results/{dataset}/seed{seed}/seg/preds/val_{mode}"),
     log:
-        "logs/{dataset}/make_seg_preds/val_{mode}.log",
+        "logs/{dataset}/seed{seed}/make_seg_preds/val_{mode}.log",
     benchmark:
-        "logs/{dataset}/benchmarks/make_seg_preds/val_{mode}.tsv"
+        "logs/{dataset}/seed{seed}/benchmarks/make_seg_preds/val_{mode}.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 2
@@ -66,11 +66,11 @@ rule eval_seg:
     """val mIoU of the predictions."""
     input:
         code=step_code("eval_seg"),
-        preds="results/{dataset}/seg/preds/val_{mode}",
+        preds="results/{dataset}/seed{seed}/seg/preds/val_{mode}",
     output:
-        metrics="results/{dataset}/metrics/seg/val_{mode}.json",
+        metrics="results/{dataset}/seed{seed}/metrics/seg/val_{mode}.json",
     log:
-        "logs/{dataset}/eval_seg/val_{mode}.log",
+        "logs/{dataset}/seed{seed}/eval_seg/val_{mode}.log",
     conda:
         "../../envs/pixsup.yaml"
     threads: 1
@@ -89,15 +89,17 @@ rule make_test_submission:
     input:
         code=step_code("make_test_submission"),
         params=params_file("make_test_submission"),
-        model="results/{dataset}/seg/model.pt",
+        model="results/{dataset}/seed{seed}/seg/model.pt",
         validated="results/{dataset}/data/validate_test.json",
     output:
-        preds=directory("results/{dataset}/VOC2012/Segmentation/comp6_test_cls"),
-        tar="results/{dataset}/submission_test.tar",
+        preds=directory(
+            "results/{dataset}/seed{seed}/VOC2012/Segmentation/comp6_test_cls"
+        ),
+        tar="results/{dataset}/seed{seed}/submission_test.tar",
     log:
-        "logs/{dataset}/make_test_submission.log",
+        "logs/{dataset}/seed{seed}/make_test_submission.log",
     benchmark:
-        "logs/{dataset}/benchmarks/make_test_submission.tsv"
+        "logs/{dataset}/seed{seed}/benchmarks/make_test_submission.tsv"
     conda:
         "../../envs/pixsup.yaml"
     threads: 2

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..evaluation.intervals import mean_sd
 from ..files import write_json, write_text
 from ..provenance import git_commit
 from . import figures, tables
@@ -24,25 +25,26 @@ FIGURES = ("cam_gallery", "threshold_curves", "ablation_intervals", "loss_curves
 
 @dataclass
 class ReportInputs:
-    """Everything the report reads. Metrics maps are variant -> metrics JSON path."""
+    """Everything the report reads. Metrics maps are name -> metrics JSON of each run of
+    experiment.seeds (in seed order); loss files and CAM folders are of the first run."""
 
     dataset: str
     root: str
     backbone: str
     seg_backbone: str
-    seed_metrics: dict[str, str]
+    seed_metrics: dict[str, list[str]]
     loss_files: dict[str, str]
     cam_dirs: dict[str, str]
     gallery_ids: list[str]
     params: dict[str, Any]
-    mask_metrics: dict[str, str] = field(default_factory=dict)
-    seg_metrics: dict[str, str] = field(default_factory=dict)
+    mask_metrics: dict[str, list[str]] = field(default_factory=dict)
+    seg_metrics: dict[str, list[str]] = field(default_factory=dict)
     peers_file: str | None = None
     dvc_lock: str | None = "dvc.lock"
     mask_method: str = "irn"
     seg_trained_on: str = ""
     test_skipped: str | None = None  # why there is no test submission, when there is none
-    seed_images: dict[str, str] = field(default_factory=dict)  # variant -> eval_cams --per-image npz
+    seed_images: dict[str, list[str]] = field(default_factory=dict)  # variant -> eval_cams --per-image npz
     bootstrap_samples: int = 2000
 
 
@@ -80,23 +82,45 @@ def dataset_hash(dvc_lock: str | os.PathLike | None, root: str) -> str | None:
     return None
 
 
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics of the runs of experiment.seeds as one: ``miou`` the mean, ``miou_sd`` the sample sd
+    (None for one run), ``runs``; for seeds also the mean ``best_threshold`` and the mean curve."""
+    mean, sd = mean_sd([run["miou"] for run in runs])
+    merged: dict[str, Any] = {
+        "miou": runs[0]["miou"] if len(runs) == 1 else round(mean, 3),
+        "miou_sd": None if sd is None else round(sd, 3),
+        "runs": len(runs),
+    }
+    if "best_threshold" in runs[0]:
+        merged["best_threshold"] = round(float(np.mean([run["best_threshold"] for run in runs])), 4)
+        merged["curve"] = [
+            {
+                "threshold": point["threshold"],
+                "miou": round(float(np.mean([run["curve"][i]["miou"] for run in runs])), 3),
+            }
+            for i, point in enumerate(runs[0]["curve"])
+        ]
+    return merged
+
+
 def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, list[Path]]:
     """Write every table and figure into ``out_dir`` and a README linking them; return the files by name."""
     out = Path(out_dir)
-    seeds = {name: _read_json(path) for name, path in inputs.seed_metrics.items()}
-    masks = {name: _read_json(path) for name, path in inputs.mask_metrics.items()}
-    segs = {name: _read_json(path) for name, path in inputs.seg_metrics.items()}
+    seed_runs = {name: [_read_json(path) for path in paths] for name, paths in inputs.seed_metrics.items()}
+    seeds = {name: _aggregate(runs) for name, runs in seed_runs.items()}
+    masks = {name: _aggregate([_read_json(path) for path in paths]) for name, paths in inputs.mask_metrics.items()}
+    segs = {name: _aggregate([_read_json(path) for path in paths]) for name, paths in inputs.seg_metrics.items()}
     sources = {
-        name: f"this run: {path}"
-        for name, path in {**inputs.seed_metrics, **inputs.mask_metrics, **inputs.seg_metrics}.items()
+        name: f"this run: {', '.join(paths)}"
+        for name, paths in {**inputs.seed_metrics, **inputs.mask_metrics, **inputs.seg_metrics}.items()
     }
     peers = tables.load_peers(inputs.peers_file)
+    confusions = {
+        name: [_read_confusions(path, metrics) for path, metrics in zip(paths, seed_runs[name], strict=True)]
+        for name, paths in inputs.seed_images.items()
+    }
     ablation = tables.ablation_table(
-        {name: [metrics] for name, metrics in seeds.items()},
-        inputs.backbone,
-        inputs.dataset,
-        {name: [_read_confusions(path, seeds[name])] for name, path in inputs.seed_images.items()} or None,
-        inputs.bootstrap_samples,
+        seed_runs, inputs.backbone, inputs.dataset, confusions or None, inputs.bootstrap_samples
     )
     written: dict[str, list[Path]] = {
         "seeds_masks": tables.write_table(
@@ -124,10 +148,14 @@ def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     summary = {
+        "runs": max(len(runs) for runs in seed_runs.values()),
         "seed_miou": {name: m["miou"] for name, m in seeds.items()},
+        "seed_miou_sd": {name: m["miou_sd"] for name, m in seeds.items()},
         "seed_best_threshold": {name: m["best_threshold"] for name, m in seeds.items()},
         "mask_miou": {name.replace(":", "/"): m["miou"] for name, m in masks.items()},
+        "mask_miou_sd": {name.replace(":", "/"): m["miou_sd"] for name, m in masks.items()},
         "val_miou": {name: m["miou"] for name, m in segs.items()},
+        "val_miou_sd": {name: m["miou_sd"] for name, m in segs.items()},
         "seed_miou_difference": {
             row["variant"]: {
                 stem: [row[stem], row[f"{stem}_low"], row[f"{stem}_high"]]
@@ -174,7 +202,8 @@ def _readme(written: dict[str, list[Path]], provenance: dict[str, Any], inputs: 
         "## Figures",
         "",
         f"- CAM gallery (image, ground truth, CAMs of {', '.join(inputs.cam_dirs)}): {links('cam_gallery')}",
-        f"- seed mIoU against the background threshold: {links('threshold_curves')}",
+        f"- seed mIoU against the background threshold (mean over runs): {links('threshold_curves')}",
+        f"- each variant's seed-mIoU difference to the baselines with its 95 % interval: {links('ablation_intervals')}",
         f"- training losses per epoch: {links('loss_curves')}",
         "",
         f"Every number of the tables in one file (DVC's metrics): {links('summary')}",
@@ -182,7 +211,10 @@ def _readme(written: dict[str, list[Path]], provenance: dict[str, Any], inputs: 
         "## Inputs",
         "",
     ]
-    lines += [f"- seeds `{name}`: `{path}`" for name, path in inputs.seed_metrics.items()]
-    lines += [f"- masks `{name}`: `{path}`" for name, path in inputs.mask_metrics.items()]
-    lines += [f"- segmentation `{name}`: `{path}`" for name, path in inputs.seg_metrics.items()]
+    for what, files in (
+        ("seeds", inputs.seed_metrics),
+        ("masks", inputs.mask_metrics),
+        ("segmentation", inputs.seg_metrics),
+    ):
+        lines += [f"- {what} `{name}`: {', '.join(f'`{path}`' for path in paths)}" for name, paths in files.items()]
     return "\n".join(lines) + "\n"

@@ -41,8 +41,8 @@ ABLATION_COLUMNS = [
     *(f"{stem}{end}" for stem in DIFFERENCE_COLUMNS.values() for end in ("", "_low", "_high")),
     "interval_includes_0",
 ]
-SEEDS_MASKS_COLUMNS = ["method", "backbone", "seed_miou", "mask_miou", "source"]
-SEGMENTATION_COLUMNS = ["method", "backbone", "val_miou", "test_miou", "source"]
+SEEDS_MASKS_COLUMNS = ["method", "backbone", "seed_miou", "seed_miou_sd", "mask_miou", "mask_miou_sd", "source"]
+SEGMENTATION_COLUMNS = ["method", "backbone", "val_miou", "val_miou_sd", "test_miou", "source"]
 
 
 def load_peers(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -127,7 +127,8 @@ def seeds_masks_table(
     """Our variants (seed, and mask where pseudo masks were evaluated) above the published peers.
 
     ``mask_metrics`` maps ``"<variant>:<method>"`` to eval_masks JSON. A variant's own row shows
-    the masks of ``mask_method``; every other method gets a row of its own below it.
+    the masks of ``mask_method``; every other method gets a row of its own below it. A metrics
+    dict may carry ``miou_sd``, the sd over training runs (shown as "mean ± sd").
     """
     rows = []
     for name, label, _, _ in ABLATION_ROWS:
@@ -139,7 +140,9 @@ def seeds_masks_table(
                 "method": f"ours: {label}" + (f" + {mask_method} masks" if main else ""),
                 "backbone": backbone,
                 "seed_miou": seed_metrics[name]["miou"],
+                "seed_miou_sd": seed_metrics[name].get("miou_sd"),
                 "mask_miou": main["miou"] if main else None,
+                "mask_miou_sd": main.get("miou_sd") if main else None,
                 "source": sources[name] + (f"; {sources[f'{name}:{mask_method}']}" if main else ""),
             }
         )
@@ -151,7 +154,9 @@ def seeds_masks_table(
                         "method": f"ours: {label} + {method} masks",
                         "backbone": backbone,
                         "seed_miou": seed_metrics[name]["miou"],
+                        "seed_miou_sd": seed_metrics[name].get("miou_sd"),
                         "mask_miou": metrics["miou"],
+                        "mask_miou_sd": metrics.get("miou_sd"),
                         "source": sources[key],
                     }
                 )
@@ -168,7 +173,8 @@ def seeds_masks_table(
             )
     table = pd.DataFrame(rows, columns=SEEDS_MASKS_COLUMNS)
     table.attrs["caption"] = (
-        f"CAM seed and pseudo-mask mIoU (%) on train; ours on {dataset}, peers as published on PASCAL VOC 2012."
+        f"CAM seed and pseudo-mask mIoU (%) on train; ours on {dataset} (mean ± sd over training runs), "
+        "peers as published on PASCAL VOC 2012."
     )
     return table
 
@@ -195,6 +201,7 @@ def segmentation_table(
             "method": f"ours: {trained_on}, {SEG_MODE_LABELS.get(mode, mode)}".replace(": , ", ": "),
             "backbone": backbone,
             "val_miou": metrics["miou"],
+            "val_miou_sd": metrics.get("miou_sd"),
             "test_miou": None,
             "source": sources[mode],
         }
@@ -214,7 +221,8 @@ def segmentation_table(
     table = pd.DataFrame(rows, columns=SEGMENTATION_COLUMNS)
     test = f"no test submission: {test_skipped}" if test_skipped else "test: submit the tar to the evaluation server"
     table.attrs["caption"] = (
-        f"Segmentation mIoU (%) on val and test; ours on {dataset} ({test}), peers as published on PASCAL VOC 2012."
+        f"Segmentation mIoU (%) on val and test; ours on {dataset} (mean ± sd over training runs; {test}), "
+        "peers as published on PASCAL VOC 2012."
     )
     return table
 

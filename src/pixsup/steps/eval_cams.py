@@ -18,8 +18,8 @@ class's normalised CAM exceeds t, else background; 255 in the masks is ignored.
 
 Example:
   python -m pixsup.steps.eval_cams --params params.yaml --root data/synthetic/VOC2012 --split train \\
-      --cams results/synthetic/full/cams/train --out results/synthetic/metrics/seeds_train_full.json \\
-      --per-image results/synthetic/metrics/seeds_train_full.per_image.npz
+      --cams results/synthetic/seed0/full/cams/train --out results/synthetic/seed0/metrics/seeds_train_full.json \\
+      --per-image results/synthetic/seed0/metrics/seeds_train_full.per_image.npz
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Outputs: --out, metrics JSON: ``miou`` (percent), ``per_class_iou`` /
 
 Example:
   python -m pixsup.steps.eval_masks --root data/synthetic/VOC2012 --split train \\
-      --masks results/synthetic/pseudo_labels/full/masks/irn/train_aug \\
-      --out results/synthetic/metrics/masks/train_full_irn.json
+      --masks results/synthetic/seed0/pseudo_labels/full/masks/irn/train_aug \\
+      --out results/synthetic/seed0/metrics/masks/train_full_irn.json
 """
 
 from __future__ import annotations

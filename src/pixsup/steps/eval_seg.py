@@ -8,7 +8,7 @@ Outputs: --out, metrics JSON as eval_masks writes it: ``miou`` (percent), ``per_
 
 Example:
   python -m pixsup.steps.eval_seg --root data/synthetic/VOC2012 --split val \\
-      --masks results/synthetic/seg/preds/val_ms --out results/synthetic/metrics/seg/val_ms.json
+      --masks results/synthetic/seed0/seg/preds/val_ms --out results/synthetic/seed0/metrics/seg/val_ms.json
 """
 
 from __future__ import annotations

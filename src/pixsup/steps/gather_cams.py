@@ -6,7 +6,7 @@ Outputs: ``<out>/index.json``: the first shard's fields with the ids of all shar
          Any missing shard manifest or CAM file stops with a message naming it.
 
 Example:
-  python -m pixsup.steps.gather_cams --out results/synthetic/full/cams/train --shards 4
+  python -m pixsup.steps.gather_cams --out results/synthetic/seed0/full/cams/train --shards 4
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Sharding: ``--shard I/N`` handles every N-th id from I and writes
 
 Example:
   python -m pixsup.steps.make_cams --params params.yaml --root data/synthetic/VOC2012 \\
-      --split train --model results/synthetic/full/model.pt --out results/synthetic/full/cams/train
+      --split train --model results/synthetic/seed0/full/model.pt --out results/synthetic/seed0/full/cams/train
 """
 
 from __future__ import annotations

@@ -2,16 +2,18 @@
 
 Inputs:  --cams (make_cams folder), --root (VOC2012 folder), --split (usually train_aug),
          --method irn | crf | cam, --irn (train_irn output; irn only),
-         --params (reads the values of ``pixsup.config.STEP_KEYS["make_pseudo_masks"]``).
+         --params (reads the values of ``pixsup.config.STEP_KEYS["make_pseudo_masks"]``),
+         --seed-metrics (the variant's eval_cams JSON on train; with ``pseudo_labels.calibration:
+         seed_curve`` the thresholds move with its best threshold, pixsup.pseudo_labels.calibration).
 Outputs: --out, a folder with ``<id>.png`` per image (palette PNG of VOC class ids, no
-         255) and ``index.json`` (``ids``, ``split``, ``method``, ``cams``);
-         ``<out>.meta.json``.
+         255) and ``index.json`` (``ids``, ``split``, ``method``, ``cams``, the thresholds
+         used); ``<out>.meta.json``.
 
 Example:
   python -m pixsup.steps.make_pseudo_masks --params params.yaml --root data/synthetic/VOC2012 \\
-      --split train_aug --method irn --cams results/synthetic/full/cams/train_aug \\
-      --irn results/synthetic/pseudo_labels/full/irn.pt \\
-      --out results/synthetic/pseudo_labels/full/masks/irn/train_aug
+      --split train_aug --method irn --cams results/synthetic/seed0/full/cams/train_aug \\
+      --irn results/synthetic/seed0/pseudo_labels/full/irn.pt \\
+      --out results/synthetic/seed0/pseudo_labels/full/masks/irn/train_aug
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..data.label_folders import start_label_folder, write_label_png, write_mani
 from ..data.voc import read_split
 from ..provenance import StepRecord
 from ..pseudo_labels.boundary import load_boundary_net, predict_boundary
+from ..pseudo_labels.calibration import calibrate
 from ..pseudo_labels.refine import cam_mask, crf_mask, enlarge_labels, irn_mask, working_size
 from ..runtime.device import resolve_device
 from ..runtime.parallel import map_ids
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", choices=["irn", "crf", "cam"], required=True, help="refinement")
     p.add_argument("--irn", default=None, help="trained boundary network (method irn)")
     p.add_argument("--out", required=True, help="folder of mask PNGs to write")
+    p.add_argument("--seed-metrics", default=None, help="eval_cams JSON of the variant (calibration: seed_curve)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1; irn on CUDA uses one)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (irn)")
     _cli.add_common_arguments(p)
@@ -51,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         params = load_step_params(args.params, "make_pseudo_masks")
-        cfg = params.pseudo_labels
+        # irn and cam read the mask background only; crf labels the whole image at it too.
+        cfg, thresholds = calibrate(
+            params.pseudo_labels, args.seed_metrics, ("conf_fg_threshold", "conf_bg_threshold", "bg_threshold")
+        )
         record = StepRecord("make_pseudo_masks", params.model_dump(mode="json"))
         require_cam_dir(args.cams)
         ids = read_split(args.root, args.split)
@@ -82,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
         for _ in map_ids(work, ids, workers, f"{args.method} masks", not args.quiet):
             pass
-        write_manifest(args.out, ids, split=args.split, method=args.method, cams=args.cams)
-        record.write(args.out, extra={"images": len(ids), "method": args.method})
+        write_manifest(args.out, ids, split=args.split, method=args.method, cams=args.cams, **thresholds)
+        record.write(args.out, extra={"images": len(ids), "method": args.method, **thresholds})
         return 0
 
     return _cli.run(body)

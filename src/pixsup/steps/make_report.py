@@ -1,6 +1,8 @@
 """Regenerate the paper's tables and figures from the metrics JSON files of a run.
 
-Inputs:  --seeds NAME=PATH ... (eval_cams JSON per variant: support, baseline_same_budget,
+Inputs:  (a NAME given more than once in --seeds, --seed-images, --masks and --seg is the next
+         training run of experiment.seeds: the tables give the mean and sd over runs)
+         --seeds NAME=PATH ... (eval_cams JSON per variant: support, baseline_same_budget,
          rcm, mam, full), --seed-images NAME=PATH ... (eval_cams --per-image npz per variant: the
          ablation's 95 % intervals), --masks VARIANT:METHOD=PATH ... (eval_masks JSON of pseudo masks),
          --seg ss=PATH ms=PATH (eval_seg JSON of val predictions), --losses NAME=PATH ... (train_cam
@@ -18,10 +20,10 @@ Outputs: --out, a folder with ``tables/{seeds_masks,segmentation,ablation}.{csv,
 
 Example:
   python -m pixsup.steps.make_report --params params.yaml --root data/synthetic/VOC2012 \\
-      --seeds support=results/synthetic/metrics/seeds_train_support.json \\
-              full=results/synthetic/metrics/seeds_train_full.json \\
-      --losses full=results/synthetic/full/losses.csv \\
-      --cams baseline=results/synthetic/support/cams/train full=results/synthetic/full/cams/train \\
+      --seeds support=results/synthetic/seed0/metrics/seeds_train_support.json \\
+              full=results/synthetic/seed0/metrics/seeds_train_full.json \\
+      --losses full=results/synthetic/seed0/full/losses.csv \\
+      --cams baseline=results/synthetic/seed0/support/cams/train full=results/synthetic/seed0/full/cams/train \\
       --out results/synthetic/paper
 """
 
@@ -36,14 +38,24 @@ from ..report.build import ReportInputs, build_report
 from . import _cli
 
 
-def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
-    pairs = {}
+def _runs(values: list[str] | None, flag: str) -> dict[str, list[str]]:
+    """NAME=PATH arguments as {name: [path, ...]}: a name given again is the next training run."""
+    runs: dict[str, list[str]] = {}
     for value in values or []:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
             raise SystemExit(f"error: {flag} takes NAME=PATH, got {value!r}")
-        pairs[name] = path
-    return pairs
+        runs.setdefault(name, []).append(path)
+    return runs
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    """NAME=PATH arguments of which each name is given once."""
+    runs = _runs(values, flag)
+    repeated = sorted(name for name, paths in runs.items() if len(paths) > 1)
+    if repeated:
+        raise SystemExit(f"error: {flag} gives {', '.join(repeated)} more than once")
+    return {name: paths[0] for name, paths in runs.items()}
 
 
 def _test_skipped(folder: str | None) -> str | None:
@@ -86,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             seg_backbone=params.seg_train.backbone,
             mask_method=params.pseudo_labels.method,
             seg_trained_on=f"{params.pseudo_labels.variants[0]} + {params.pseudo_labels.method} masks",
-            seed_metrics=_pairs(args.seeds, "--seeds"),
-            seed_images=_pairs(args.seed_images, "--seed-images"),
+            seed_metrics=_runs(args.seeds, "--seeds"),
+            seed_images=_runs(args.seed_images, "--seed-images"),
             bootstrap_samples=params.report.bootstrap_samples,
-            mask_metrics=_pairs(args.masks, "--masks"),
-            seg_metrics=_pairs(args.seg, "--seg"),
+            mask_metrics=_runs(args.masks, "--masks"),
+            seg_metrics=_runs(args.seg, "--seg"),
             loss_files=_pairs(args.losses, "--losses"),
             cam_dirs=_pairs(args.cams, "--cams"),
             gallery_ids=list(ids),

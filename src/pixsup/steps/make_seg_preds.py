@@ -11,7 +11,7 @@ Outputs: --out, a folder with ``<id>.png`` per image (palette PNG of VOC class i
 
 Example:
   python -m pixsup.steps.make_seg_preds --params params.yaml --root data/synthetic/VOC2012 --split val \\
-      --mode ms --model results/synthetic/seg/model.pt --out results/synthetic/seg/preds/val_ms
+      --mode ms --model results/synthetic/seed0/seg/model.pt --out results/synthetic/seed0/seg/preds/val_ms
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ Outputs: --out, a folder with ``<id>.png`` per image and ``index.json`` (as make
 
 Example:
   python -m pixsup.steps.make_test_submission --params params.yaml --root data/synthetic/VOC2012 \\
-      --model results/synthetic/seg/model.pt --out results/synthetic/VOC2012/Segmentation/comp6_test_cls \\
-      --tar results/synthetic/submission_test.tar
+      --model results/synthetic/seed0/seg/model.pt --out results/synthetic/seed0/VOC2012/Segmentation/comp6_test_cls \\
+      --tar results/synthetic/seed0/submission_test.tar
 """
 
 from __future__ import annotations

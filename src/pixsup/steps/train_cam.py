@@ -20,10 +20,10 @@ Several GPUs: run it under ``python -m pixsup.runtime.launch --nproc N --``; cam
 
 Example:
   python -m pixsup.steps.train_cam --params params.yaml --root data/synthetic/VOC2012 \\
-      --split train_aug --variant support --out results/synthetic/support/model.pt
+      --split train_aug --variant support --out results/synthetic/seed0/support/model.pt
   python -m pixsup.steps.train_cam --params params.yaml --root data/synthetic/VOC2012 \\
-      --split train_aug --variant full --support results/synthetic/support/model.pt \\
-      --out results/synthetic/full/model.pt
+      --split train_aug --variant full --support results/synthetic/seed0/support/model.pt \\
+      --out results/synthetic/seed0/full/model.pt
 """
 
 from __future__ import annotations

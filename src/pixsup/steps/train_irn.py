@@ -12,8 +12,8 @@ Several GPUs: run it under ``python -m pixsup.runtime.launch --nproc N --``;
 
 Example:
   python -m pixsup.steps.train_irn --params params.yaml --root data/synthetic/VOC2012 \\
-      --labels results/synthetic/pseudo_labels/full/ir_labels --cam-model results/synthetic/full/model.pt \\
-      --out results/synthetic/pseudo_labels/full/irn.pt
+      --labels results/synthetic/seed0/pseudo_labels/full/ir_labels --cam-model results/synthetic/seed0/full/model.pt \\
+      --out results/synthetic/seed0/pseudo_labels/full/irn.pt
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Several GPUs: run it under ``python -m pixsup.runtime.launch --nproc N --``; seg
 
 Example:
   python -m pixsup.steps.train_seg --params params.yaml --root data/synthetic/VOC2012 \\
-      --masks results/synthetic/pseudo_labels/full/masks/irn/train_aug --out results/synthetic/seg/model.pt
+      --masks results/synthetic/seed0/pseudo_labels/full/masks/irn/train_aug --out results/synthetic/seed0/seg/model.pt
 """
 
 from __future__ import annotations
