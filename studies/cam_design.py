@@ -8,6 +8,9 @@ every variant studied here is also reachable from params.yaml.
 
   python studies/cam_design.py --params params.yaml --out results/study --split train
   python studies/cam_design.py --params params.yaml --out results/study --split val --rows baseline_2x full
+  python studies/cam_design.py --out results/study_colour0.3 --set data.synthetic.body_class_colour_prob=0.3
+
+With several --seeds the table ends with each row's mean and sample standard deviation.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from pixsup.cam.inference import dump_cams
 from pixsup.cam.training import train_cam
@@ -26,6 +30,7 @@ from pixsup.checkpoints import load_cam_net
 from pixsup.config import load_params, parse_params
 from pixsup.data.datasets import CamInferDataset
 from pixsup.data.synthetic import generate_synthetic
+from pixsup.evaluation.intervals import mean_sd
 from pixsup.evaluation.metrics import sweep_thresholds
 from pixsup.evaluation.scoring import evaluate_cams
 from pixsup.files import write_json
@@ -82,10 +87,11 @@ ROWS: dict[str, tuple[str, dict[str, object]]] = {
 }
 
 
-def with_overrides(raw: dict, overrides: dict[str, object]) -> dict:
+def with_overrides(raw: dict, overrides: dict[str, object], section: str | None = "cam_train") -> dict:
+    """``raw`` with dotted ``overrides`` set, below ``section`` (None: from the root)."""
     raw = copy.deepcopy(raw)
     for dotted, value in overrides.items():
-        node = raw.setdefault("cam_train", {})
+        node = raw.setdefault(section, {}) if section else raw
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
@@ -110,10 +116,15 @@ def main() -> None:
     parser.add_argument("--split", default="train", help="split scored (train to choose, val to confirm)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to run: {', '.join(ROWS)}")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=YAML", help="params values for every row (a data regime)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     out = Path(args.out)
     raw = json.loads(json.dumps(load_params(args.params).model_dump(mode="json")))
+    settings = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
+    raw = with_overrides(raw, settings, section=None)
     base = parse_params(raw)
     root = out / "data" / "VOC2012"
     if not (root / "ImageSets" / "Segmentation" / "val.txt").is_file():
@@ -155,6 +166,11 @@ def main() -> None:
     print(f"\n| row | seed | {args.split} seed mIoU | best threshold | train s |\n|---|---|---|---|---|")
     for r in results:
         print(f"| {r['row']} | {r['seed']} | {r['miou']:.1f} | {r['best_threshold']} | {r['seconds']} |")
+    if len(args.seeds) > 1:
+        print(f"\n| row | {args.split} seed mIoU, mean ± sd over seeds {args.seeds} |\n|---|---|")
+        for name in ["support", *args.rows]:
+            mean, sd = mean_sd([r["miou"] for r in results if r["row"] == name])
+            print(f"| {name} | {mean:.2f} ± {sd:.2f} |")
 
 
 if __name__ == "__main__":
