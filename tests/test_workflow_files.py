@@ -217,9 +217,17 @@ def test_the_readmes_numbers_are_the_default_runs():
         "mam": r"\| mam \|  \| ✓ \| ([\d.]+) \|",
         "full": r"\| full \| ✓ \| ✓ \| ([\d.]+) \|",
     }
+    labels = {"support": "baseline", "baseline_same_budget": "baseline (same budget)"}
     for variant, pattern in rows.items():
         [shown] = re.findall(pattern, readme)
         assert shown == f"{summary['seed_miou'][variant]:.2f}", variant
+        # The intervals beside it: [difference, low, high] per comparison, "–" where there is none.
+        [line] = [line for line in readme.splitlines() if re.match(pattern, line)]
+        intervals = summary["seed_miou_difference"][labels.get(variant, variant)]
+        cells = [c.strip() for c in line.strip("|").split("|")][4:6]
+        for cell, column in zip(cells, ("vs_same_budget", "vs_support")):
+            expected = "–" if column not in intervals else "{:+.2f} [{:+.2f}, {:+.2f}]".format(*intervals[column])
+            assert cell == expected, (variant, column)
     masks = re.search(r"at ([\d.]+) \(irn\), ([\d.]+) \(crf\) and ([\d.]+) \(cam\) mIoU on train", readme)
     assert masks.groups() == tuple(f"{summary['mask_miou'][f'full/{m}']:.2f}" for m in ("irn", "crf", "cam"))
     seg = re.search(r"at ([\d.]+) \(single scale\)\s+and ([\d.]+) \(multi-scale \+ flip\) mIoU on val", readme)
