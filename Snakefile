@@ -33,6 +33,12 @@ rule dataset:
         dataset_files(),
 
 
+# The pretrained tiny backbone, where cam_train loads it (nothing for the ResNets' ImageNet weights).
+rule pretrained:
+    input:
+        pretrained_files().values(),
+
+
 # SupportNet and every MainNet variant, trained.
 rule cam_models:
     input:

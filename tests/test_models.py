@@ -155,8 +155,27 @@ def test_missing_resnet38_weights_name_the_file(empty_torch_home: Path) -> None:
         create_model("resnet38")
 
 
-def test_tiny_auto_means_random_init(empty_torch_home: Path) -> None:
-    assert isinstance(create_model("tiny"), CamNet)  # no ImageNet file exists for it
+def test_tiny_auto_without_the_pretrained_file_names_the_file_and_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsNotFoundError) as info:
+        create_model("tiny")
+    message = str(info.value)
+    assert "results/pretrained/tiny_parts.pth" in message
+    assert "pretrain_backbone" in message
+
+
+def test_tiny_auto_loads_the_file_pretrain_backbone_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The layout pixsup.pretraining saves: the backbone's own state dict, under the project's results/pretrained/.
+    torch.manual_seed(7)
+    state = create_backbone("tiny", pretrained="none").state_dict()
+    state["layers.0.1.running_mean"].fill_(0.25)  # a value random init never gives
+    (tmp_path / "results" / "pretrained").mkdir(parents=True)
+    torch.save(state, tmp_path / "results" / "pretrained" / "tiny_parts.pth")
+    monkeypatch.chdir(tmp_path)
+    loaded = create_model("tiny").backbone.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in state.items())
 
 
 def test_weights_path_that_does_not_exist(tmp_path: Path) -> None:

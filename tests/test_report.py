@@ -100,6 +100,32 @@ def test_seeds_masks_puts_ours_above_peers_with_sources():
     assert all(table["source"].str.len() > 0)
 
 
+def test_seeds_masks_gives_masks_minus_their_seeds_with_intervals():
+    rng = np.random.default_rng(1)
+    seed_confusions = {"full": [_confusions(rng, 0.3), _confusions(rng, 0.3)]}
+    mask_confusions = {"full:irn": [_confusions(rng, 0.1), _confusions(rng, 0.1)], "full:cam": seed_confusions["full"]}
+
+    def miou(conf):  # the definition, as in the ablation test
+        total = conf.sum(0)
+        tp = np.diag(total)
+        return 100 * float(np.mean(tp / (total.sum(0) + total.sum(1) - tp)))
+
+    seeds = {"full": {"miou": float(np.mean([miou(c) for c in seed_confusions["full"]]))}}
+    masks = {key: {"miou": float(np.mean([miou(c) for c in runs]))} for key, runs in mask_confusions.items()}
+    sources = {"full": "s", "full:irn": "i", "full:cam": "c"}
+    table = seeds_masks_table(
+        seeds, masks, sources, "tiny", [], "synthetic", "irn", seed_confusions, mask_confusions, samples=500
+    ).set_index("method")
+    irn, cam = table.loc["ours: full + irn masks"], table.loc["ours: full + cam masks"]
+    expected = np.mean([miou(m) - miou(c) for m, c in zip(mask_confusions["full:irn"], seed_confusions["full"])])
+    assert irn["mask_vs_seeds"] == pytest.approx(expected, abs=1e-3)
+    assert 0 < irn["mask_vs_seeds_low"] < irn["mask_vs_seeds"] < irn["mask_vs_seeds_high"]
+    # Masks that are their seeds, image for image: no difference in any resample.
+    assert cam["mask_vs_seeds"] == cam["mask_vs_seeds_low"] == cam["mask_vs_seeds_high"] == 0.0
+    assert set(table.attrs["mask_vs_seeds"]) == {"full:irn", "full:cam"}
+    assert f"{irn['mask_vs_seeds']:+.2f} [{irn['mask_vs_seeds_low']:+.2f}," in to_markdown(table.reset_index())
+
+
 def test_segmentation_lists_ours_per_mode_then_peers_with_val_or_test():
     seg = {"ss": {"miou": 60.5}, "ms": {"miou": 62.25}}
     sources = {"ss": "this run: ss.json", "ms": "this run: ms.json"}

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from PIL import Image
+from sklearn.metrics import confusion_matrix
 
 from pixsup.checkpoints import save_cam_net
 from pixsup.data.voc import read_split
@@ -147,15 +148,26 @@ def test_pseudo_label_steps_end_to_end(work):
             )
             == 0
         )
-        metrics = f / f"masks_{method}.json"
+        metrics, per_image = f / f"masks_{method}.json", f / f"masks_{method}.per_image.npz"
         assert (
             eval_masks.main(
-                ["--root", root, "--split", "train", "--masks", str(masks), "--out", str(metrics), "--quiet"]
+                ["--root", root, "--split", "train", "--masks", str(masks), "--out", str(metrics)]
+                + ["--per-image", str(per_image), "--quiet"]
             )
             == 0
         )
         result = json.loads(metrics.read_text())
         assert 0 < result["miou"] <= 100 and result["images"] == 12
+        # Each image's confusion, against scikit-learn's on the two PNGs (255 in the ground truth ignored).
+        with np.load(per_image) as stored:
+            ids, confusions = list(stored["ids"]), stored["confusion"]
+        assert ids == read_split(root, "train") and confusions.shape == (12, 21, 21)
+        for image_id, confusion in zip(ids, confusions):
+            gt = np.array(Image.open(Path(root) / "SegmentationClass" / f"{image_id}.png")).ravel()
+            pred = np.array(Image.open(masks / f"{image_id}.png")).ravel()
+            kept = gt != 255
+            expected = confusion_matrix(gt[kept], pred[kept], labels=list(range(21)))
+            assert np.array_equal(confusion, expected)
 
 
 def test_segmentation_and_submission_layout(work):

@@ -87,6 +87,12 @@ def _cases(files: dict[str, Path], out: Path) -> dict[str, tuple[dict, list[str]
     # Small batches: an epoch holds more batches than a worker prefetches.
     long_training = {"epochs": 500, "num_workers": 1, "batch_size": 2}
     return {
+        "pretrain_backbone": (
+            {"pretrain": {"source": {"images_per_epoch": 64, "image_size": 48}, **long_training}},
+            ["--out", str(out / "w.pth")],
+            True,
+            out / "w.pth",
+        ),
         "train_cam": (
             {"cam_train": {**TINY["cam_train"], **long_training}},
             ["--variant", "support", "--out", str(out / "model.pt")],
@@ -135,6 +141,7 @@ def _cases(files: dict[str, Path], out: Path) -> dict[str, tuple[dict, list[str]
 
 
 GPU_STEPS = [
+    "pretrain_backbone",
     "train_cam",
     "make_cams",
     "train_irn",
@@ -143,7 +150,7 @@ GPU_STEPS = [
     "make_seg_preds",
     "make_test_submission",
 ]
-STEPS_WITH_WORKERS = GPU_STEPS[:5]
+STEPS_WITH_WORKERS = GPU_STEPS[:6]
 
 
 def _workers(pid: int) -> list[int]:
@@ -181,8 +188,10 @@ def _start(chain: dict[str, Path], step: str, tmp_path: Path) -> tuple[subproces
     env = {**os.environ, "PIXSUP_GPUS": "0", "PIXSUP_GPU_LOCK_DIR": str(tmp_path / "locks"), "OMP_NUM_THREADS": "1"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     command = [sys.executable, "-m", "pixsup.runtime.gpu_slot", "--", sys.executable, "-m", f"pixsup.steps.{step}"]
-    command += ["--params", str(params), "--root", str(chain["root"]), "--quiet", *args]
-    if step.startswith("train_"):
+    command += ["--params", str(params), "--quiet", *args]
+    if step != "pretrain_backbone":  # it draws its images, it reads no dataset
+        command += ["--root", str(chain["root"])]
+    if step.startswith(("train_", "pretrain_")):
         command += ["--device", "cpu"]
     # stderr to a file: a pipe nobody reads would block the step once full.
     stderr = (tmp_path / "stderr.txt").open("w")

@@ -25,6 +25,7 @@ RULES = [
     "prepare_data",
     "check_downloads",
     "validate_data",
+    "pretrain_backbone",
     "train_cam",
     "make_cams",
     "gather_cams",
@@ -60,6 +61,7 @@ def test_dry_run_has_every_rule(tmp_path):
     counts = jobs_by_rule(run(SNAKEMAKE + ["-n", "--cores", "2"], repo).stdout)
     assert set(counts) == set(RULES)
     assert counts["train_cam"] == len(VARIANTS) and counts["write_run_params"] == 3  # train_cam, train_irn, train_seg
+    assert counts["pretrain_backbone"] == 1  # shared by the runs, the tiny config's cam_train.pretrained is auto
     # train for every variant, train_aug for the pseudo-label variant (full).
     assert counts["make_cams"] == (len(VARIANTS) + 1) * TINY_PARAMS["cam_infer"]["num_shards"]
     assert counts["gather_cams"] == len(VARIANTS) + 1 and counts["eval_cams"] == len(VARIANTS)
@@ -118,15 +120,7 @@ def test_report_tables_equal_the_metrics(finished_run):
             assert row[f"{column}_low"] <= row[column] <= row[f"{column}_high"]
             assert (column in str(row["interval_includes_0"])) == (row[f"{column}_low"] <= 0 <= row[f"{column}_high"])
     seeds = pd.read_csv(results / "paper" / "tables" / "seeds_masks.csv")
-    assert list(seeds.columns) == [
-        "method",
-        "backbone",
-        "seed_miou",
-        "seed_miou_sd",
-        "mask_miou",
-        "mask_miou_sd",
-        "source",
-    ]
+    assert list(seeds.columns[:6]) == ["method", "backbone", "seed_miou", "seed_miou_sd", "mask_miou", "mask_miou_sd"]
     irn = seeds[seeds["method"] == "IRN"].iloc[0]
     assert irn["seed_miou"] == 48.3 and irn["mask_miou"] == 66.5 and "CVPR 2019" in irn["source"]
     full = json.loads((results / "seed0" / "metrics" / "seeds_train_full.json").read_text())
@@ -134,10 +128,13 @@ def test_report_tables_equal_the_metrics(finished_run):
     assert full_row["seed_miou"] == pytest.approx(full["miou"])
     irn_masks = json.loads((results / "seed0" / "metrics" / "masks" / "train_full_irn.json").read_text())
     assert full_row["mask_miou"] == pytest.approx(irn_masks["miou"])
-    for method in ("crf", "cam"):
+    for method in ("irn", "crf", "cam"):
         masks = json.loads((results / "seed0" / "metrics" / "masks" / f"train_full_{method}.json").read_text())
         row = seeds[seeds["method"] == f"ours: full + {method} masks"].iloc[0]
         assert row["mask_miou"] == pytest.approx(masks["miou"])
+        # One seed: masks minus seeds is the difference of the metrics files, inside its interval.
+        assert row["mask_vs_seeds"] == pytest.approx(masks["miou"] - full["miou"], abs=2e-3)
+        assert row["mask_vs_seeds_low"] <= row["mask_vs_seeds"] <= row["mask_vs_seeds_high"]
     segmentation = pd.read_csv(results / "paper" / "tables" / "segmentation.csv")
     assert list(segmentation.columns) == ["method", "backbone", "val_miou", "val_miou_sd", "test_miou", "source"]
     for mode, label in (("ss", "single scale"), ("ms", "multi-scale + flip")):
@@ -146,6 +143,7 @@ def test_report_tables_equal_the_metrics(finished_run):
         assert row["val_miou"] == pytest.approx(val["miou"]) and pd.isna(row["test_miou"])
     summary = json.loads((results / "paper" / "summary.json").read_text())
     assert summary["mask_miou"]["full/irn"] == pytest.approx(irn_masks["miou"])
+    assert summary["mask_vs_seeds"]["full/irn"][0] == pytest.approx(irn_masks["miou"] - full["miou"], abs=2e-3)
 
 
 def _dry_run_with(finished_run: Path, changes: dict, *flags: str) -> dict[str, int] | str:
@@ -185,6 +183,16 @@ def test_cam_infer_change_reruns_from_make_cams_not_training(finished_run):
     assert counts["make_cams"] == (len(VARIANTS) + 1) * TINY_PARAMS["cam_infer"]["num_shards"]
     assert counts["eval_cams"] == len(VARIANTS) and counts["make_report"] == 1
     assert counts["train_irn"] == 1 and counts["train_seg"] == 1  # the CAMs they read changed
+
+
+def test_a_pretraining_change_reruns_pretraining_and_every_training_not_the_data(finished_run):
+    counts = _dry_run_with(finished_run, {"pretrain": {"seed": 1}})
+    # The SupportNet starts from the pretrained file, every other network from the SupportNet.
+    assert counts["pretrain_backbone"] == 1 and counts["train_cam"] == len(VARIANTS)
+    assert counts["make_report"] == 1 and counts.get("prepare_data", 0) == 0
+    # Weights of one's own instead: no pretraining is planned at all.
+    counts = _dry_run_with(finished_run, {"cam_train": {"pretrained": "none"}})
+    assert counts.get("pretrain_backbone", 0) == 0 and counts["train_cam"] == len(VARIANTS)
 
 
 def test_pinning_a_download_md5_reruns_its_check_and_nothing_else(finished_run):

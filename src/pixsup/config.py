@@ -233,12 +233,40 @@ class MamConfig(_Section):
     bg_threshold: float = Field(0.05, ge=0.0, lt=1.0, description="Target value below which a pixel is background.")
 
 
+class SourceDataConfig(_Section):
+    """The generated source dataset of ``pretrain`` (``pixsup.data.source_parts``): one textured object per
+    image, its texture the class."""
+
+    seed: int = Field(0, ge=0, description="Seed of the generator: image k of epoch e depends on (seed, e, k).")
+    images_per_epoch: int = Field(2000, ge=1, description="Images drawn (afresh) for every epoch.")
+    held_out: int = Field(480, ge=1, description="Images of a separate stream the step scores its accuracy on.")
+    image_size: int = Field(112, ge=32, description="Side of the square source images in pixels.")
+
+
+class PretrainConfig(_Section):
+    """Pretraining the ``tiny`` backbone on the source dataset (pretrain_backbone): what ImageNet is to the
+    ResNets. ``cam_train.pretrained: auto`` on ``tiny`` loads its result."""
+
+    source: SourceDataConfig = SourceDataConfig()
+    seed: int = Field(0, ge=0, description=SEED_DESCRIPTION)
+    epochs: int = Field(4, ge=1)
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (each draws images).")
+    lr: float = Field(0.03, gt=0.0, description="Learning rate of the backbone and the classifier.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    poly_power: float = Field(0.9, ge=0.0)
+    nonfinite_skips: int = Field(0, ge=0, description=SKIP_DESCRIPTION)
+    deterministic: bool = Field(True, description="Deterministic kernels (bit-reproducible on a CPU).")
+
+
 class CamTrainConfig(_Section):
     backbone: BackboneName = Field("resnet50", description="Registered backbone: tiny | resnet50 | resnet38.")
     pretrained: PathValue = Field(
         "auto",
-        description="auto: ImageNet weights where the backbone has them (torch cache; tiny has none); "
-        "none: random init; otherwise a path to a weights file.",
+        description="auto: the backbone's pretrained weights (ResNets: ImageNet, from the torch cache; tiny: "
+        "results/pretrained/tiny_parts.pth, written by pretrain_backbone); none: random init; otherwise a path "
+        "to a weights file.",
     )
     seed: int = Field(0, ge=0, description=SEED_DESCRIPTION)
     epochs: int = Field(5, ge=1)
@@ -517,6 +545,7 @@ class Params(_Section):
 
     experiment: ExperimentConfig = ExperimentConfig()
     data: DataConfig = DataConfig()
+    pretrain: PretrainConfig = PretrainConfig()
     cam_train: CamTrainConfig = CamTrainConfig()
     cam_infer: CamInferConfig = CamInferConfig()
     cam_eval: CamEvalConfig = CamEvalConfig()
@@ -570,6 +599,7 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     # The download MD5 pins are checked apart from the download, so pinning one after the first download
     # (as the README suggests) reruns this check alone, not the data and all that follows.
     "check_downloads": ("data.voc12.voc_md5", "data.voc12.aug_md5", "data.voc12.test_md5"),
+    "pretrain_backbone": ("pretrain",),
     "train_cam": ("cam_train", "data.cls_labels_npy"),
     "make_cams": (
         "cam_infer.scales",

@@ -39,6 +39,7 @@ from .files import write_text
 # Stage name -> the Snakemake target it runs, in pipeline order.
 STAGES: dict[str, str] = {
     "prepare_data": "dataset",
+    "pretrain_backbone": "pretrained",
     "train_cam": "cam_models",
     "make_cams": "cam_seeds",
     "eval_cams": "seed_metrics",
@@ -123,6 +124,8 @@ def dvc_stages(repo: Path) -> dict[str, dict]:
     stages: dict[str, dict] = {}
     for number, (name, target) in enumerate(STAGES.items()):
         jobs = [job for job in planned_jobs(repo, target) if tuple(job.outputs) not in done]
+        if not jobs:
+            continue  # pretrain_backbone where cam_train loads ImageNet weights instead
         done |= {tuple(job.outputs) for job in jobs}
         written = {template(path) for job in jobs for path in job.outputs}
         read = {template(path) for job in jobs for path in job.inputs} - written
@@ -140,7 +143,7 @@ def dvc_stages(repo: Path) -> dict[str, dict]:
         outs = [{"${data.root}": {"persist": True}}] if not number else []
         metrics = []
         for path in sorted(written):
-            cached = path.endswith(".pt") or "/paper/" in path
+            cached = path.endswith((".pt", ".pth")) or "/paper/" in path
             entry = {path: {"persist": True} if cached else {"persist": True, "cache": False}}
             # DVC reads metrics as JSON/YAML: other files under metrics/ (per-image arrays) are outs.
             (metrics if "/metrics/" in path and path.endswith(".json") else outs).append(entry)

@@ -6,6 +6,32 @@
 # gpu resource) and leaves a scheduler's CUDA_VISIBLE_DEVICES alone.
 
 
+rule pretrain_backbone:
+    """The tiny backbone trained on the generated source dataset: what ImageNet weights are to the
+    ResNets; cam_train.pretrained: auto loads it. Resumes from <out>.resume.pt."""
+    input:
+        code=step_code("pretrain_backbone"),
+        params=results("params/pretrain_backbone.yaml"),
+    output:
+        weights=str(TINY_PRETRAINED_FILE),
+        losses="results/pretrained/losses.csv",
+    log:
+        "logs/pretrain_backbone.log",
+    benchmark:
+        "logs/benchmarks/pretrain_backbone.tsv"
+    conda:
+        "../../envs/pixsup.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    shell:
+        "OMP_NUM_THREADS={threads:q} python -m pixsup.runtime.gpu_slot --"
+        " python -m pixsup.steps.pretrain_backbone --params {input.params:q}"
+        " --out {output.weights:q} --losses {output.losses:q} --log {log:q} --quiet"
+
+
 rule train_cam:
     """SupportNet (variant support) or a MainNet variant against it; resumes from <model>.resume.pt."""
     input:

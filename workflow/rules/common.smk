@@ -9,6 +9,7 @@ import shlex
 
 from pixsup.cam.variants import VARIANTS as CAM_VARIANTS
 from pixsup.code_identity import repository_code_files
+from pixsup.models.tiny import PRETRAINED_FILE as TINY_PRETRAINED_FILE
 from pixsup.config import (
     RUN_SEED_KEYS,
     STEP_KEYS,
@@ -118,6 +119,15 @@ def run_files(path):
     return [results(f"seed{seed}/{path}") for seed in SEEDS]
 
 
+def pretrained_files():
+    """{"pretrained": the file `cam_train.pretrained: auto` loads for tiny (pixsup.models.tiny)}, which
+    pretrain_backbone makes here as a download provides a ResNet's; empty for other weights.
+    """
+    if PARAMS.cam_train.backbone == "tiny" and PARAMS.cam_train.pretrained == "auto":
+        return {"pretrained": str(TINY_PRETRAINED_FILE)}
+    return {}
+
+
 def cam_model_files():
     return [path for variant in VARIANTS for path in run_files(f"{variant}/model.pt")]
 
@@ -158,6 +168,14 @@ def mask_metric_files():
         f"{variant}:{method}": run_files(f"metrics/masks/train_{variant}_{method}.json")
         for variant in PSEUDO_VARIANTS
         for method in MASK_METHODS
+    }
+
+
+def mask_image_files():
+    """{"variant:method": [eval_masks --per-image npz of each run]}."""
+    return {
+        name: [path.replace(".json", ".per_image.npz") for path in paths]
+        for name, paths in mask_metric_files().items()
     }
 
 
@@ -242,4 +260,6 @@ def train_cam_inputs(wildcards):
         inputs["support"] = (
             f"results/{wildcards.dataset}/seed{wildcards.seed}/support/model.pt"
         )
+    else:
+        inputs.update(pretrained_files())
     return inputs

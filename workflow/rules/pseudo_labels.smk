@@ -99,13 +99,14 @@ rule make_pseudo_masks:
 
 
 rule eval_masks:
-    """Pseudo-mask mIoU on train (train is inside train_aug)."""
+    """Pseudo-mask mIoU on train (train is inside train_aug); per-image confusions for the report's intervals."""
     input:
         code=step_code("eval_masks"),
         masks="results/{dataset}/seed{seed}/pseudo_labels/{variant}/masks/{method}/train_aug",
         validated="results/{dataset}/data/validate_train.json",
     output:
         metrics="results/{dataset}/seed{seed}/metrics/masks/train_{variant}_{method}.json",
+        per_image="results/{dataset}/seed{seed}/metrics/masks/train_{variant}_{method}.per_image.npz",
     log:
         "logs/{dataset}/seed{seed}/eval_masks/{variant}_{method}.log",
     conda:
@@ -118,4 +119,4 @@ rule eval_masks:
         root=DATA_ROOT,
     shell:
         "python -m pixsup.steps.eval_masks --root {params.root:q} --split train --masks {input.masks:q}"
-        " --out {output.metrics:q} --log {log:q} --quiet"
+        " --out {output.metrics:q} --per-image {output.per_image:q} --log {log:q} --quiet"

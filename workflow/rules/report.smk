@@ -14,6 +14,7 @@ rule make_report:
             variant=VARIANTS,
         ),
         masks=mask_metric_files().values(),
+        mask_images=mask_image_files().values(),
         seg=seg_metric_files().values(),
         submission=submission_files(),
         test_preds=f"results/{{dataset}}/seed{FIRST_SEED}/VOC2012/Segmentation/comp6_test_cls",
@@ -60,6 +61,7 @@ rule make_report:
             dict(zip(VARIANTS, input.losses))
         ),
         masks=name_path_pairs(mask_metric_files()),
+        mask_images=name_path_pairs(mask_image_files()),
         seg=name_path_pairs(seg_metric_files()),
         cams=lambda wildcards, input: name_path_pairs(
             {
@@ -69,6 +71,6 @@ rule make_report:
         ),
     shell:
         "python -m pixsup.steps.make_report --params {input.params:q} --root {params.root:q} --split {params.split:q}"
-        " --seeds {params.seeds} --seed-images {params.seed_images} --masks {params.masks} --seg {params.seg} --losses {params.losses}"
+        " --seeds {params.seeds} --seed-images {params.seed_images} --masks {params.masks} --mask-images {params.mask_images} --seg {params.seg} --losses {params.losses}"
         " --cams {params.cams} --test-preds {input.test_preds:q} --out {params.out:q}"
         " --log {log:q} --quiet"

@@ -58,13 +58,13 @@ SUMMARY_FILE = "synthetic.json"
 
 # Bodies are saturated, backgrounds muted: different in appearance, but the
 # background still varies in hue and brightness, so the split is not trivial.
-_BODY_SATURATION = 0.8
-_BODY_VALUE = 0.85
+BODY_SATURATION = 0.8
+BODY_VALUE = 0.85
 _BACKGROUND_SATURATION = (0.05, 0.3)
 _BACKGROUND_VALUE = (0.3, 0.8)
-_STRIPE_AMPLITUDE = 0.1  # the fine texture every body shares, relative to its colour
-_STRIPE_PERIOD = (3.0, 6.0)
-_NOISE_STD = 3.0
+STRIPE_AMPLITUDE = 0.1  # the fine texture every body shares, relative to its colour
+STRIPE_PERIOD = (3.0, 6.0)
+NOISE_STD = 3.0
 _MIN_BODY_SIDE = 8
 _BADGE_MIN_SIDE = 6
 # Badge codes depend on the number of classes only, never on the seed, so a
@@ -103,7 +103,7 @@ class _Body:
         return full
 
 
-def _hsv(hue: float, saturation: float, value: float) -> np.ndarray:
+def hsv_colour(hue: float, saturation: float, value: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(hue % 1.0, saturation, value)) * 255.0
 
 
@@ -111,7 +111,7 @@ def _badge_inks(num_classes: int) -> np.ndarray:
     # Black, white and two full-strength hues a quarter step off the class hues,
     # so no ink equals a class or distractor colour.
     offset = 0.25 / num_classes
-    inks = [(16.0, 16.0, 16.0), (240.0, 240.0, 240.0), _hsv(offset, 1.0, 1.0), _hsv(0.5 + offset, 1.0, 1.0)]
+    inks = [(16.0, 16.0, 16.0), (240.0, 240.0, 240.0), hsv_colour(offset, 1.0, 1.0), hsv_colour(0.5 + offset, 1.0, 1.0)]
     return np.rint(np.array(inks)).astype(np.uint8)
 
 
@@ -143,8 +143,8 @@ def class_palette(num_classes: int) -> SyntheticPalette:
         The palette; class hues are evenly spaced, distractor hues sit halfway between them.
     """
     hues = np.arange(num_classes) / num_classes
-    class_colours = np.stack([_hsv(h, _BODY_SATURATION, _BODY_VALUE) for h in hues])
-    distractors = np.stack([_hsv(h + 0.5 / num_classes, _BODY_SATURATION, _BODY_VALUE) for h in hues])
+    class_colours = np.stack([hsv_colour(h, BODY_SATURATION, BODY_VALUE) for h in hues])
+    distractors = np.stack([hsv_colour(h + 0.5 / num_classes, BODY_SATURATION, BODY_VALUE) for h in hues])
     inks = _badge_inks(num_classes)
     return SyntheticPalette(
         class_colours=np.rint(class_colours).astype(np.uint8),
@@ -169,13 +169,13 @@ def split_ids(cfg: SyntheticConfig) -> dict[str, list[str]]:
     }
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def draw_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A smooth muted colour field: a gradient between two colours plus a few soft blobs."""
     scale = max(height, width)
     yy, xx = np.mgrid[0:height, 0:width] / scale
 
     def muted() -> np.ndarray:
-        return _hsv(rng.random(), rng.uniform(*_BACKGROUND_SATURATION), rng.uniform(*_BACKGROUND_VALUE))
+        return hsv_colour(rng.random(), rng.uniform(*_BACKGROUND_SATURATION), rng.uniform(*_BACKGROUND_VALUE))
 
     angle = rng.uniform(0.0, 2.0 * np.pi)
     ramp = xx * np.cos(angle) + yy * np.sin(angle)
@@ -189,7 +189,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return field
 
 
-def _shape(kind: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+def draw_shape(kind: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A (h, w) mask: 0 rectangle, 1 ellipse, 2 convex polygon, each inscribed in the box."""
     if kind == 0:
         return np.ones((h, w), dtype=bool)
@@ -215,7 +215,7 @@ def _draw_body(
     h = int(np.clip(round(h), _MIN_BODY_SIDE, height))
     w = int(np.clip(round(w), _MIN_BODY_SIDE, width))
     top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-    shape = _shape(int(rng.integers(3)), h, w, rng)
+    shape = draw_shape(int(rng.integers(3)), h, w, rng)
     class_id = int(rng.integers(1, cfg.num_classes + 1))
     if rng.random() < cfg.body_class_colour_prob:
         colour = palette.class_colours[class_id - 1]
@@ -223,9 +223,9 @@ def _draw_body(
         colour = palette.distractor_colours[rng.integers(len(palette.distractor_colours))]
     # Mild stripes at a random angle and period, plus a small brightness change:
     # a texture every body shares, which the smooth background lacks.
-    angle, period, phase = rng.uniform(0, np.pi), rng.uniform(*_STRIPE_PERIOD), rng.uniform(0, 2 * np.pi)
+    angle, period, phase = rng.uniform(0, np.pi), rng.uniform(*STRIPE_PERIOD), rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:h, 0:w]
-    stripes = 1.0 + _STRIPE_AMPLITUDE * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period + phase)
+    stripes = 1.0 + STRIPE_AMPLITUDE * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period + phase)
     fill = colour.astype(float) * rng.uniform(0.92, 1.08) * stripes[..., None]
     return _Body(class_id=class_id, top=top, left=left, shape=shape, fill=fill)
 
@@ -306,7 +306,7 @@ def draw_sample(
     palette = class_palette(cfg.num_classes)
     rng = np.random.default_rng([cfg.seed, pool, index])
     height, width = (int(v) for v in rng.integers(cfg.min_side, cfg.max_side + 1, size=2))
-    image = _background(rng, height, width)
+    image = draw_background(rng, height, width)
     bodies = [_draw_body(rng, cfg, palette, height, width) for _ in range(rng.integers(1, cfg.max_objects + 1))]
     footprints = [body.footprint(height, width) for body in bodies]
 
@@ -328,7 +328,7 @@ def draw_sample(
         badge_mask[footprint] = False
         badge_mask[top : top + side, left : left + side] = True
 
-    image = image + rng.normal(0.0, _NOISE_STD, image.shape)
+    image = image + rng.normal(0.0, NOISE_STD, image.shape)
     image = np.rint(np.clip(image, 0, 255)).astype(np.uint8)
 
     class_of = np.array([0] + [body.class_id for body in bodies], dtype=np.uint8)

@@ -77,7 +77,17 @@ def per_image_cam_confusions(
 
 
 def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, progress: bool = True) -> dict:
-    """mIoU and per-class scores of ``<masks_dir>/<id>.png`` over every id of ``split``.
+    """mIoU and per-class scores of ``<masks_dir>/<id>.png`` over every id of ``split``
+    (:func:`score_label_folder` without the per-image confusions)."""
+    return score_label_folder(masks_dir, root, split, progress)[0]
+
+
+def score_label_folder(
+    masks_dir: str | Path, root: str | Path, split: str, progress: bool = True
+) -> tuple[dict, list[str], np.ndarray]:
+    """``(metrics, ids, confusions)``: mIoU and per-class scores of ``<masks_dir>/<id>.png`` over every
+    id of ``split``, the ids, and each image's (C, C) confusion matrix (what a bootstrap over images
+    resamples), from one pass over the files.
 
     Raises:
         DataError: a mask or ground truth is missing, unreadable, of another size or holds values
@@ -92,6 +102,7 @@ def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, p
         raise DataError(f"{masks_dir}: no PNG for {len(missing)} ids of '{split}', e.g. {', '.join(missing[:5])}")
     # One (ground truth, prediction) pair histogram for the split; its top-left corner is the confusion matrix.
     pairs = np.zeros((256, 256), np.int64)
+    confusions = np.zeros((len(ids), NUM_CLASSES, NUM_CLASSES), np.int64)
 
     def count(image_id: str) -> np.ndarray:
         # Counted in the reader threads too: decoding dominates, and images are independent.
@@ -100,7 +111,8 @@ def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, p
             raise DataError(f"{masks_dir / image_id}.png: size {pred.shape} differs from the ground truth's {gt.shape}")
         return pair_counts(gt, pred)
 
-    for image_id, counts in tqdm(read_ahead(count, ids), total=len(ids), desc=f"eval {split}", disable=not progress):
+    images = tqdm(read_ahead(count, ids), total=len(ids), desc=f"eval {split}", disable=not progress)
+    for i, (image_id, counts) in enumerate(images):
         bad_gt, bad_pred = invalid_values(counts)
         if bad_pred:
             raise DataError(f"{masks_dir / image_id}.png: value {bad_pred[-1]} is not a class id 0..20")
@@ -109,6 +121,7 @@ def evaluate_label_folder(masks_dir: str | Path, root: str | Path, split: str, p
                 f"{index.mask_path(image_id)}: values {bad_gt} are neither class ids 0..20 nor {IGNORE_INDEX}"
             )
         pairs += counts
+        confusions[i] = counts[:NUM_CLASSES, :NUM_CLASSES]
     result = scores(pairs[:NUM_CLASSES, :NUM_CLASSES])
     result.update(images=len(ids), split=split, masks=str(masks_dir))
-    return result
+    return result, ids, confusions

@@ -8,9 +8,15 @@ docs/design-study.md).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import Tensor, nn
 
 from .weights import load_state, resolve_weights
+
+# Where `pretrained: auto` finds this network's weights, relative to the working directory (the project
+# root, where the workflow runs): the pretrain_backbone step writes it (pixsup.pretraining).
+PRETRAINED_FILE = Path("results/pretrained/tiny_parts.pth")
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -50,8 +56,14 @@ class TinyBackbone(nn.Module):
 
 def tiny(pretrained: str = "auto") -> nn.Module:
     model = TinyBackbone()
-    # There are no ImageNet weights for this network: `auto` means random init.
-    path = resolve_weights("tiny", pretrained, cache_file=None, how_to_get="")
+    # No ImageNet weights exist for this network: its `auto` weights come from the generated source dataset.
+    path = resolve_weights(
+        "tiny",
+        pretrained,
+        cache_file=PRETRAINED_FILE.name,
+        how_to_get="Run `snakemake --cores all pretrain_backbone` (or `python -m pixsup.steps.pretrain_backbone`).",
+        directory=PRETRAINED_FILE.parent,
+    )
     if path is not None:
         load_state(model, path)
     return model

@@ -15,25 +15,28 @@ def torch_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def resolve_weights(backbone: str, pretrained: str, cache_file: str | None, how_to_get: str) -> Path | None:
+def resolve_weights(
+    backbone: str, pretrained: str, cache_file: str | None, how_to_get: str, directory: Path | None = None
+) -> Path | None:
     """Return the weights path to load, or None for random initialisation.
 
     Args:
         backbone: name, for messages.
         pretrained: ``auto``, ``none`` or a path.
-        cache_file: file name looked up in the torch cache for ``auto``; None when
-            the backbone has no standard download (then ``auto`` means random init).
+        cache_file: file name looked up for ``auto``; None when the backbone has no
+            standard weights (then ``auto`` means random init).
         how_to_get: one sentence telling the user how to obtain the file.
+        directory: where ``auto`` looks for ``cache_file``; default the torch cache (ImageNet files).
     """
     if pretrained == "none":
         return None
     if pretrained == "auto":
         if cache_file is None:
             return None
-        path = torch_cache_dir() / cache_file
+        path = (directory if directory is not None else torch_cache_dir()) / cache_file
         if not path.is_file():
             raise WeightsNotFoundError(
-                f"ImageNet weights for '{backbone}' not found at {path}. {how_to_get} "
+                f"pretrained weights for '{backbone}' not found at {path}. {how_to_get} "
                 f"Put the file there (or set cam_train.pretrained to its path), or set "
                 f"cam_train.pretrained: none to train from random initialisation."
             )

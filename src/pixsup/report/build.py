@@ -45,19 +45,50 @@ class ReportInputs:
     seg_trained_on: str = ""
     test_skipped: str | None = None  # why there is no test submission, when there is none
     seed_images: dict[str, list[str]] = field(default_factory=dict)  # variant -> eval_cams --per-image npz
+    mask_images: dict[str, list[str]] = field(default_factory=dict)  # variant:method -> eval_masks --per-image npz
     bootstrap_samples: int = 2000
 
 
-def _read_confusions(path: str, metrics: dict[str, Any]) -> np.ndarray:
-    """Per-image confusions of eval_cams ``--per-image``; they must be of the metrics they sit beside."""
+def _read_confusions(path: str, metrics: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    """Ids and per-image confusions of eval_cams or eval_masks ``--per-image``; they must be of the
+    metrics they sit beside (eval_cams': at their best threshold)."""
     with np.load(path) as data:
-        confusions, threshold = data["confusion"], float(data["threshold"])
-    if threshold != metrics["best_threshold"] or len(confusions) != metrics["images"]:
+        ids, confusions = [str(i) for i in data["ids"]], data["confusion"]
+        threshold = float(data["threshold"]) if "threshold" in data else None
+    step = "eval_cams" if "best_threshold" in metrics else "eval_masks"
+    if len(confusions) != metrics["images"] or (step == "eval_cams" and threshold != metrics["best_threshold"]):
+        at = f" at threshold {threshold}" if step == "eval_cams" else ""
+        want = f" at {metrics['best_threshold']}" if step == "eval_cams" else ""
         raise ValueError(
-            f"{path}: per-image confusions at threshold {threshold} for {len(confusions)} images, but the seed "
-            f"metrics are at {metrics['best_threshold']} for {metrics['images']}: rerun eval_cams"
+            f"{path}: per-image confusions{at} for {len(confusions)} images, but the metrics beside them are"
+            f"{want} for {metrics['images']}: rerun {step}"
         )
-    return confusions
+    return ids, confusions
+
+
+def _paired_confusions(
+    images: dict[str, list[str]], runs: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[tuple[list[str], np.ndarray]]]:
+    return {
+        name: [_read_confusions(path, metrics) for path, metrics in zip(paths, runs[name], strict=True)]
+        for name, paths in images.items()
+    }
+
+
+def _same_images(*groups: dict[str, list[tuple[list[str], np.ndarray]]]) -> dict[str, list[np.ndarray]]:
+    """The confusions of every name, after checking that run r of every name scores the same images in the
+    same order (a paired difference compares image with image)."""
+    flat = {name: runs for group in groups for name, runs in group.items()}
+    if flat:
+        reference_name, reference = next(iter(flat.items()))
+        for name, runs in flat.items():
+            for run, ((ids, _), (ref_ids, _)) in enumerate(zip(runs, reference, strict=True)):
+                if ids != ref_ids:
+                    raise ValueError(
+                        f"per-image confusions of {name} and {reference_name} (run {run + 1}) are of different "
+                        "images: they cannot be paired"
+                    )
+    return {name: [confusion for _, confusion in runs] for name, runs in flat.items()}
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -108,25 +139,36 @@ def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
     out = Path(out_dir)
     seed_runs = {name: [_read_json(path) for path in paths] for name, paths in inputs.seed_metrics.items()}
     seeds = {name: _aggregate(runs) for name, runs in seed_runs.items()}
-    masks = {name: _aggregate([_read_json(path) for path in paths]) for name, paths in inputs.mask_metrics.items()}
     segs = {name: _aggregate([_read_json(path) for path in paths]) for name, paths in inputs.seg_metrics.items()}
     sources = {
         name: f"this run: {', '.join(paths)}"
         for name, paths in {**inputs.seed_metrics, **inputs.mask_metrics, **inputs.seg_metrics}.items()
     }
     peers = tables.load_peers(inputs.peers_file)
-    confusions = {
-        name: [_read_confusions(path, metrics) for path, metrics in zip(paths, seed_runs[name], strict=True)]
-        for name, paths in inputs.seed_images.items()
-    }
+    mask_runs = {name: [_read_json(path) for path in paths] for name, paths in inputs.mask_metrics.items()}
+    masks = {name: _aggregate(runs) for name, runs in mask_runs.items()}
+    paired = _same_images(
+        _paired_confusions(inputs.seed_images, seed_runs), _paired_confusions(inputs.mask_images, mask_runs)
+    )
+    confusions = {name: paired[name] for name in inputs.seed_images}
+    mask_confusions = {name: paired[name] for name in inputs.mask_images}
     ablation = tables.ablation_table(
         seed_runs, inputs.backbone, inputs.dataset, confusions or None, inputs.bootstrap_samples
     )
+    seeds_masks = tables.seeds_masks_table(
+        seeds,
+        masks,
+        sources,
+        inputs.backbone,
+        peers,
+        inputs.dataset,
+        inputs.mask_method,
+        confusions or None,
+        mask_confusions or None,
+        inputs.bootstrap_samples,
+    )
     written: dict[str, list[Path]] = {
-        "seeds_masks": tables.write_table(
-            tables.seeds_masks_table(seeds, masks, sources, inputs.backbone, peers, inputs.dataset, inputs.mask_method),
-            out / "tables" / "seeds_masks",
-        ),
+        "seeds_masks": tables.write_table(seeds_masks, out / "tables" / "seeds_masks"),
         "segmentation": tables.write_table(
             tables.segmentation_table(
                 segs, sources, inputs.seg_backbone, peers, inputs.dataset, inputs.seg_trained_on, inputs.test_skipped
@@ -154,6 +196,7 @@ def build_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
         "seed_best_threshold": {name: m["best_threshold"] for name, m in seeds.items()},
         "mask_miou": {name.replace(":", "/"): m["miou"] for name, m in masks.items()},
         "mask_miou_sd": {name.replace(":", "/"): m["miou_sd"] for name, m in masks.items()},
+        "mask_vs_seeds": {name.replace(":", "/"): v for name, v in seeds_masks.attrs["mask_vs_seeds"].items()},
         "val_miou": {name: m["miou"] for name, m in segs.items()},
         "val_miou_sd": {name: m["miou_sd"] for name, m in segs.items()},
         "seed_miou_difference": {

@@ -41,7 +41,18 @@ ABLATION_COLUMNS = [
     *(f"{stem}{end}" for stem in DIFFERENCE_COLUMNS.values() for end in ("", "_low", "_high")),
     "interval_includes_0",
 ]
-SEEDS_MASKS_COLUMNS = ["method", "backbone", "seed_miou", "seed_miou_sd", "mask_miou", "mask_miou_sd", "source"]
+SEEDS_MASKS_COLUMNS = [
+    "method",
+    "backbone",
+    "seed_miou",
+    "seed_miou_sd",
+    "mask_miou",
+    "mask_miou_sd",
+    "mask_vs_seeds",
+    "mask_vs_seeds_low",
+    "mask_vs_seeds_high",
+    "source",
+]
 SEGMENTATION_COLUMNS = ["method", "backbone", "val_miou", "val_miou_sd", "test_miou", "source"]
 
 
@@ -123,13 +134,28 @@ def seeds_masks_table(
     peers: list[dict[str, Any]],
     dataset: str,
     mask_method: str = "irn",
+    seed_confusions: dict[str, list[np.ndarray]] | None = None,
+    mask_confusions: dict[str, list[np.ndarray]] | None = None,
+    samples: int = 2000,
 ) -> pd.DataFrame:
     """Our variants (seed, and mask where pseudo masks were evaluated) above the published peers.
 
     ``mask_metrics`` maps ``"<variant>:<method>"`` to eval_masks JSON. A variant's own row shows
     the masks of ``mask_method``; every other method gets a row of its own below it. A metrics
-    dict may carry ``miou_sd``, the sd over training runs (shown as "mean ± sd").
+    dict may carry ``miou_sd``, the sd over training runs (shown as "mean ± sd"). With per-image
+    confusions of the seeds (variant -> one array per run) and of the masks (``"<variant>:<method>"``
+    -> one per run, the same images in the same order), a mask row also gives the masks' mIoU minus
+    their own seeds' with a 95 % paired bootstrap interval (``mask_vs_seeds``).
     """
+
+    def versus_seeds(name: str, key: str) -> dict[str, Any]:
+        if not seed_confusions or not mask_confusions or name not in seed_confusions or key not in mask_confusions:
+            return {}
+        diff = paired_difference(mask_confusions[key], seed_confusions[name], samples=samples)
+        differences[key] = [round(diff.difference, 3), round(diff.low, 3), round(diff.high, 3)]
+        return dict(zip(("mask_vs_seeds", "mask_vs_seeds_low", "mask_vs_seeds_high"), differences[key]))
+
+    differences: dict[str, list[float]] = {}
     rows = []
     for name, label, _, _ in ABLATION_ROWS:
         if name not in seed_metrics:
@@ -143,6 +169,7 @@ def seeds_masks_table(
                 "seed_miou_sd": seed_metrics[name].get("miou_sd"),
                 "mask_miou": main["miou"] if main else None,
                 "mask_miou_sd": main.get("miou_sd") if main else None,
+                **(versus_seeds(name, f"{name}:{mask_method}") if main else {}),
                 "source": sources[name] + (f"; {sources[f'{name}:{mask_method}']}" if main else ""),
             }
         )
@@ -157,6 +184,7 @@ def seeds_masks_table(
                         "seed_miou_sd": seed_metrics[name].get("miou_sd"),
                         "mask_miou": metrics["miou"],
                         "mask_miou_sd": metrics.get("miou_sd"),
+                        **versus_seeds(name, key),
                         "source": sources[key],
                     }
                 )
@@ -173,9 +201,12 @@ def seeds_masks_table(
             )
     table = pd.DataFrame(rows, columns=SEEDS_MASKS_COLUMNS)
     table.attrs["caption"] = (
-        f"CAM seed and pseudo-mask mIoU (%) on train; ours on {dataset} (mean ± sd over training runs), "
-        "peers as published on PASCAL VOC 2012."
+        f"CAM seed and pseudo-mask mIoU (%) on train; ours on {dataset} (mean ± sd over training runs; "
+        "masks minus their seeds in points with a 95 % interval, paired bootstrap over images), peers as "
+        "published on PASCAL VOC 2012."
     )
+    # "<variant>:<method>" -> [masks minus seeds, 95 % low, high], for the summary.
+    table.attrs["mask_vs_seeds"] = differences
     return table
 
 

@@ -6,7 +6,9 @@ Inputs:  --masks (a folder with ``<id>.png`` for every id of the split), --root 
 Outputs: --out, metrics JSON: ``miou`` (percent), ``per_class_iou`` /
          ``per_class_precision`` / ``per_class_recall`` (percent, null for classes absent
          from ground truth and prediction), ``images``, ``split``, ``masks``; and
-         ``<out>.meta.json``. 255 in the ground truth is ignored.
+         ``<out>.meta.json``. 255 in the ground truth is ignored. With --per-image, also an ``.npz``
+         of ``ids`` (the split's, in list order) and ``confusion`` (N, 21, 21) int64, each image's
+         confusion matrix (rows ground truth, columns prediction): what the report's intervals resample.
 
 Example:
   python -m pixsup.steps.eval_masks --root data/synthetic/VOC2012 --split train \\
@@ -16,8 +18,10 @@ Example:
 
 from __future__ import annotations
 
-from ..evaluation.scoring import evaluate_label_folder
-from ..files import write_json
+import numpy as np
+
+from ..evaluation.scoring import score_label_folder
+from ..files import save_npz, write_json
 from ..provenance import StepRecord
 from . import _cli
 
@@ -31,13 +35,16 @@ def main(
     p.add_argument("--root", required=True, help="VOC2012 folder")
     p.add_argument("--split", default=default_split, help=f"split to evaluate (default: {default_split})")
     p.add_argument("--out", required=True, help="metrics JSON to write")
+    p.add_argument("--per-image", default=None, help="also write each image's confusion matrix to this .npz")
     _cli.add_common_arguments(p)
     args = p.parse_args(argv)
     _cli.setup_logging(args.log)
 
     def body() -> int:
         record = StepRecord(step, {})
-        result = evaluate_label_folder(args.masks, args.root, args.split, progress=not args.quiet)
+        result, ids, confusions = score_label_folder(args.masks, args.root, args.split, progress=not args.quiet)
+        if args.per_image:
+            save_npz(args.per_image, ids=np.array(ids), confusion=confusions)
         write_json(args.out, result)
         record.write(args.out, extra={"miou": result["miou"]})
         print(f"{args.split}: mIoU {result['miou']:.2f} ({args.masks})")

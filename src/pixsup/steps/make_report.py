@@ -1,10 +1,11 @@
 """Regenerate the paper's tables and figures from the metrics JSON files of a run.
 
-Inputs:  (a NAME given more than once in --seeds, --seed-images, --masks and --seg is the next
+Inputs:  (a NAME given more than once in --seeds, --seed-images, --masks, --mask-images and --seg is the next
          training run of experiment.seeds: the tables give the mean and sd over runs)
          --seeds NAME=PATH ... (eval_cams JSON per variant: support, baseline_same_budget,
          rcm, mam, full), --seed-images NAME=PATH ... (eval_cams --per-image npz per variant: the
          ablation's 95 % intervals), --masks VARIANT:METHOD=PATH ... (eval_masks JSON of pseudo masks),
+         --mask-images VARIANT:METHOD=PATH ... (eval_masks --per-image npz: masks against their seeds, 95 %),
          --seg ss=PATH ms=PATH (eval_seg JSON of val predictions), --losses NAME=PATH ... (train_cam
          loss CSVs), --cams NAME=DIR ... (CAM folders shown in the gallery, in column order), --root
          (VOC2012 folder),
@@ -15,7 +16,8 @@ Outputs: --out, a folder with ``tables/{seeds_masks,segmentation,ablation}.{csv,
          ``figures/{cam_gallery,threshold_curves,ablation_intervals,loss_curves}.{png,pdf}``,
          ``summary.json`` (``seed_miou``, ``seed_best_threshold``, ``mask_miou`` by variant/method,
          ``val_miou`` by ss/ms, ``seed_miou_difference``: per ablation row, ``vs_same_budget`` and
-         ``vs_support`` as [difference, 95 % low, 95 % high] in points) and ``README.md`` (links
+         ``vs_support`` as [difference, 95 % low, 95 % high] in points; ``mask_vs_seeds``: per
+         variant/method, the masks' mIoU minus their seeds' the same way) and ``README.md`` (links
          and provenance: git commit, dataset hash, params hash, date).
 
 Example:
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         ("--seeds", "seed metrics JSON"),
         ("--seed-images", "per-image seed confusions (eval_cams --per-image)"),
         ("--masks", "pseudo-mask metrics JSON"),
+        ("--mask-images", "per-image pseudo-mask confusions (eval_masks --per-image)"),
         ("--seg", "segmentation metrics JSON"),
         ("--losses", "train_cam loss CSV"),
         ("--cams", "CAM folder for the gallery"),
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             seed_images=_runs(args.seed_images, "--seed-images"),
             bootstrap_samples=params.report.bootstrap_samples,
             mask_metrics=_runs(args.masks, "--masks"),
+            mask_images=_runs(args.mask_images, "--mask-images"),
             seg_metrics=_runs(args.seg, "--seg"),
             loss_files=_pairs(args.losses, "--losses"),
             cam_dirs=_pairs(args.cams, "--cams"),
