@@ -88,6 +88,24 @@ def test_region_labels_on_hand_made_cam() -> None:
     assert torch.equal(region, expected)
 
 
+def test_region_labels_margin_ignores_weak_pixels_beside_lit_ones() -> None:
+    # One channel, 1 x 7: a lit pixel at 2 (fg), one in between at 5, the rest below bg.
+    cam = torch.tensor([[[[0.0, 0.0, 0.75, 0.0, 0.0, 0.25, 0.0]]]])
+    assert torch.equal(region_labels(cam, 0.5, 0.125)[0, 0], torch.tensor([0, 0, 1, 0, 0, IGNORE_REGION, 0]))
+    # Margin 1: the cells next to a lit one (distance 1: 1, 3, 4, 6) are ignored; 0 stays background.
+    ignored = IGNORE_REGION
+    assert torch.equal(
+        region_labels(cam, 0.5, 0.125, bg_margin=1)[0, 0],
+        torch.tensor([0, ignored, 1, ignored, ignored, ignored, ignored]),
+    )
+    # Margin 2 reaches cell 0 as well: nothing is background any more. Diagonals count (Chebyshev distance).
+    assert (region_labels(cam, 0.5, 0.125, bg_margin=2) != 0).all()
+    square = torch.zeros(1, 1, 3, 3)
+    square[0, 0, 0, 0] = 1.0
+    assert region_labels(square, 0.5, 0.125, bg_margin=1)[0, 1, 1] == IGNORE_REGION
+    assert region_labels(square, 0.5, 0.125, bg_margin=1)[0, 2, 2] == 0
+
+
 # ---------------------------------------------------------- region_prototypes
 
 

@@ -1,14 +1,14 @@
 """The pipeline's claims, measured on the synthetic default (the shipped params.yaml, unchanged):
 
-1. the full method's CAM seeds beat the baseline's at the same seed and training
-   budget (both MainNet and the same-budget baseline start from the same trained
-   SupportNet and train for ``epochs`` more, so the only difference is the RCM
-   and MAM terms);
-2. IRN's pseudo masks of those CAMs beat their seeds, and the segmentation
-   network trained on the masks reaches the val mIoU measured when the defaults
-   were set.
+1. the tiny backbone's pretraining learns the source textures (the features every CAM network starts from);
+2. the full method's CAM seeds keep their measured margin over the baseline's at the same seed and
+   training budget (both MainNet and the same-budget baseline start from the same trained SupportNet and
+   train for ``epochs`` more, so the only difference is the RCM and MAM terms), net of the seed-to-seed
+   spread; on the pretrained default that margin is small (docs/design-study.md, section 5);
+3. IRN's pseudo masks of those CAMs, with thresholds following their seed curve, beat their seeds, and the
+   segmentation network trained on the masks reaches the val mIoU measured when the defaults were set.
 
-About 8 minutes on 2 cores.
+About 10 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The README's numbers: what `snakemake --cores all` wrote for the shipped params.yaml on an AVX-512 EPYC
 # (docs/default-run-summary.json; tests/test_workflow_files.py keeps the README equal to it). This chain
-# gives them exactly on that machine kind with two threads. Measured on it with
+# gives them exactly on that machine kind with two threads. Measured on it for the previous default with
 # `python -m benchmarks.reproducibility`, oneDNN limited to AVX2 and one thread instead of two moved
-# them by up to 0.37 (seeds), 0.63 (irn masks) and 0.75 (segmentation); an AVX2 and an AVX-512 EPYC
+# them by up to 0.37 (seeds), 0.63 (irn masks) and 0.65 (segmentation); an AVX2 and an AVX-512 EPYC
 # differed by up to 0.6 and 1.5 before the IRN-fidelity changes. The tolerances cover both; a change of
 # code that moves the numbers further must rerun the default and update the README.
 DEFAULT_RUN = json.loads((REPO / "docs" / "default-run-summary.json").read_text())
@@ -52,10 +52,11 @@ SEED_SPREAD = 1.0
 MASK_SPREAD = 1.5
 SEG_SPREAD = 2.0
 
-# With params.yaml's seed 0 the full method leads the same-budget baseline by 2.73 points on train. Over
-# seeds 0-2 the lead was 2.73, 2.24 and 3.40 on train and 1.17, 0.35 and 3.90 on val (docs/design-study.md,
-# section 4; before the IRN-fidelity changes 3.3, 1.3 and 2.5 on train), so a change of seed can move it
-# by 1.5 points: the assertion keeps the measured gain net of that allowance, below every train lead seen.
+# With params.yaml's seed 0 the full method leads the same-budget baseline by 0.59 points on train. Over
+# seeds 0-2 the lead was LEAD_TRAIN on train and LEAD_VAL on val (docs/design-study.md, section 5), so a
+# change of seed moves it by up to LEAD_RANGE points: the assertion keeps the measured gain net of a
+# 1.5-point allowance, below every train lead seen. It no longer says that the method wins: on this default
+# it does not measurably (the README's intervals include 0).
 MEASURED_GAIN = DEFAULT_RUN["seed_miou"]["full"] - DEFAULT_RUN["seed_miou"]["baseline_same_budget"]
 NOISE = 1.5
 

@@ -216,6 +216,13 @@ class RcmConfig(_Section):
         description="Region masks from SupportNet's CAM at scale 1 (support) or from the max over "
         "cam_train.mam.scales of its CAMs (multiscale).",
     )
+    bg_margin: int = Field(
+        0,
+        ge=0,
+        description="A pixel below bg_threshold within this many CAM cells of one at or above it is ignored, "
+        "not background: the weak parts of an object next to its confident ones (0: every such pixel is "
+        "background).",
+    )
 
 
 class MamConfig(_Section):

@@ -40,16 +40,23 @@ def normalize_cam(cam: Tensor, labels: Tensor, eps: float = 1e-5) -> Tensor:
 # ------------------------------------------------------------------- RCM
 
 
-def region_labels(support_cam: Tensor, fg_threshold: float, bg_threshold: float) -> Tensor:
+def region_labels(support_cam: Tensor, fg_threshold: float, bg_threshold: float, bg_margin: int = 0) -> Tensor:
     """Per-pixel region of a normalised SupportNet CAM (B, C, h, w) -> (B, h, w) long.
 
     Values: class id 1..C where ``max_c A >= fg_threshold``, 0 (background)
-    where ``max_c A < bg_threshold``, ``IGNORE_REGION`` in between.
+    where ``max_c A < bg_threshold``, ``IGNORE_REGION`` in between. With ``bg_margin``,
+    a pixel below ``bg_threshold`` within that many cells (Chebyshev distance) of one at or
+    above it is ignored too: a weak part of an object beside its lit part is not called background.
     """
     peak, cls = support_cam.max(dim=1)
     region = torch.full_like(cls, IGNORE_REGION)
     region[peak >= fg_threshold] = cls[peak >= fg_threshold] + 1
-    region[peak < bg_threshold] = 0
+    background = peak < bg_threshold
+    if bg_margin > 0:
+        lit = (~background).float().unsqueeze(1)
+        near_lit = F.max_pool2d(lit, 2 * bg_margin + 1, stride=1, padding=bg_margin).squeeze(1) > 0
+        background &= ~near_lit
+    region[background] = 0
     return region
 
 
@@ -108,14 +115,15 @@ def rcm_loss(
     tau: float,
     memory: PrototypeMemory | None = None,
     ranks: Ranks = Ranks(),
+    bg_margin: int = 0,
 ) -> Tensor:
     """Pixel-to-prototype InfoNCE.
 
-    Each non-ignored MainNet pixel embedding is pulled to the prototype of its
-    SupportNet region and pushed from the other prototypes of the batch (and
+    Each non-ignored MainNet pixel embedding (regions of :func:`region_labels`) is pulled to the
+    prototype of its SupportNet region and pushed from the other prototypes of the batch (and
     memory). Returns 0 (with a graph) when no pixel of the batch has a region.
     """
-    region = region_labels(support_cam, fg_threshold, bg_threshold)
+    region = region_labels(support_cam, fg_threshold, bg_threshold, bg_margin)
     ids, prototypes, pixels_with_region = region_prototypes(support_proj, region, support_cam.shape[1] + 1, ranks)
     flat_region = region.reshape(-1)
     valid = flat_region != IGNORE_REGION

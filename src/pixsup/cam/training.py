@@ -87,6 +87,7 @@ def compute_losses(
                 r.tau,
                 memory,
                 ranks,
+                r.bg_margin,
             )
         if use_mam:
             m = cfg.mam
