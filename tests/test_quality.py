@@ -53,12 +53,12 @@ MASK_SPREAD = 1.5
 SEG_SPREAD = 2.0
 
 # With params.yaml's seed 0 the full method leads the same-budget baseline by 0.59 points on train. Over
-# seeds 0-2 the lead was LEAD_TRAIN on train and LEAD_VAL on val (docs/design-study.md, section 5), so a
-# change of seed moves it by up to LEAD_RANGE points: the assertion keeps the measured gain net of a
-# 1.5-point allowance, below every train lead seen. It no longer says that the method wins: on this default
-# it does not measurably (the README's intervals include 0).
+# seeds 0-2 the lead was +0.59, -0.82 and -1.62 on train and +1.18, +2.00 and -1.98 on val
+# (docs/design-study.md, section 5), so a change of seed moves it by up to 2.2 points: the assertion keeps the
+# measured gain net of a 2.25-point allowance, below every train lead seen. It does not say that the method
+# wins: on this default it does not measurably (the README's intervals include 0).
 MEASURED_GAIN = DEFAULT_RUN["seed_miou"]["full"] - DEFAULT_RUN["seed_miou"]["baseline_same_budget"]
-NOISE = 1.5
+NOISE = 2.25
 
 
 @pytest.fixture(scope="module")
