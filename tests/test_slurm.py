@@ -117,7 +117,8 @@ def _same_tensors(a, b) -> bool:
 
 
 def _same_content(a: Path, b: Path) -> bool:
-    if a.suffix == ".pt":
+    # Torch files compare by their tensors: the zip inside names its folder after the (temporary) file name.
+    if a.suffix in (".pt", ".pth"):
         return _same_tensors(
             torch.load(a, map_location="cpu", weights_only=False), torch.load(b, map_location="cpu", weights_only=False)
         )
