@@ -2,12 +2,14 @@
 
 Trains the SupportNet (variant ``support``) once per seed, then each named row of
 ``ROWS`` for the same number of further epochs starting from it, dumps CAMs of
-the chosen split and sweeps the background threshold. Prints a Markdown table
-and writes ``<out>/study.json``. Rows are config overrides of ``cam_train``, so
-every variant studied here is also reachable from params.yaml.
+each chosen split and sweeps the background threshold. Prints a Markdown table
+per split and writes ``<out>/study_<split>.json``. Rows are config overrides of ``cam_train`` (or, for the
+inference-only rows, of ``cam_infer`` on a trained row's network), so every
+variant studied here is also reachable from params.yaml.
 
   python studies/cam_design.py --params params.yaml --out results/study --split train
-  python studies/cam_design.py --params params.yaml --out results/study --split val --rows baseline_2x full
+  python studies/cam_design.py --out results/study --split train val --seeds 0 1 2 \
+      --rows baseline_2x full_one_sided_bg1_rcm0.1 full_one_sided_bg1_rcm0.1_proto_back0.5
   python studies/cam_design.py --out results/study_colour0.3 --set data.synthetic.body_class_colour_prob=0.3
 
 With several --seeds the table ends with each row's mean and sample standard deviation.
@@ -21,7 +23,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
 import yaml
 
 from pixsup.cam.inference import dump_cams
@@ -88,6 +89,24 @@ ROWS: dict[str, tuple[str, dict[str, object]]] = {
     "ema_full_literal": ("full", {"support.kind": "ema", "support.ema_momentum": 0.99}),
 }
 
+# name -> (row whose network it scores, cam_infer overrides): inference-only forms.
+INFERENCE_ROWS: dict[str, tuple[str, dict[str, object]]] = {
+    f"{row}_proto_{features[:4]}{threshold}": (
+        row,
+        {"refine.method": "prototype", "refine.features": features, "refine.threshold": threshold},
+    )
+    for row in (
+        "support",
+        "baseline_2x",
+        "mam_one_sided_bg1",
+        "rcm_weight0.1",
+        "full_one_sided_bg1_rcm0.1",
+        "full_one_sided_bg1",
+    )
+    for features in ("backbone", "projection")
+    for threshold in (0.3, 0.5, 0.7)
+}
+
 
 def with_overrides(raw: dict, overrides: dict[str, object], section: str | None = "cam_train") -> dict:
     """``raw`` with dotted ``overrides`` set, below ``section`` (None: from the root)."""
@@ -115,14 +134,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="results/study")
-    parser.add_argument("--split", default="train", help="split scored (train to choose, val to confirm)")
+    parser.add_argument("--split", nargs="+", default=["train"], help="splits scored (train to choose, val to confirm)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to run: {', '.join(ROWS)}")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=list(ROWS),
+        choices=[*ROWS, *INFERENCE_ROWS],
+        metavar="ROW",
+        help=f"rows to run (default: every trained row): {', '.join(ROWS)}; "
+        f"inference-only: {', '.join(INFERENCE_ROWS)}",
+    )
     parser.add_argument(
         "--set", nargs="+", default=[], metavar="KEY=YAML", help="params values for every row (a data regime)"
     )
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     out = Path(args.out)
     raw = json.loads(json.dumps(load_params(args.params).model_dump(mode="json")))
     settings = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
@@ -131,48 +157,36 @@ def main() -> None:
     root = out / "data" / "VOC2012"
     if not (root / "ImageSets" / "Segmentation" / "val.txt").is_file():
         generate_synthetic(root, base.data.synthetic, progress=False)
-    results = []
+    results: dict[str, list[dict]] = {split: [] for split in args.split}
     for seed in args.seeds:
         seeded = with_overrides(raw, {"seed": seed, **LITERAL})
-        params = parse_params(seeded)
-        support = out / f"seed{seed}" / "support.pt"
-        t0 = time.perf_counter()
-        if not support.is_file():
-            train_cam(params.cam_train, root, "train_aug", "support", support, progress=False)
-        row = {"row": "support", "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
-        row.update(
-            {
-                k: score(support, params, root, args.split, out / f"seed{seed}" / "cams" / "support")[k]
-                for k in ("miou", "best_threshold")
-            }
-        )
-        print(json.dumps(row), flush=True)
-        results.append(row)
-        for name in args.rows:
-            variant, overrides = ROWS[name]
-            params = parse_params(with_overrides(seeded, overrides))
-            model = out / f"seed{seed}" / f"{name}.pt"
+        for name in ["support", *args.rows]:
+            trained, infer_overrides = INFERENCE_ROWS.get(name, (name, {}))
+            variant, overrides = ("support", {}) if trained == "support" else ROWS[trained]
+            params = parse_params(with_overrides(with_overrides(seeded, overrides), infer_overrides, "cam_infer"))
+            support = out / f"seed{seed}" / "support.pt"
+            model = out / f"seed{seed}" / f"{trained}.pt"
             t0 = time.perf_counter()
             if not model.is_file():
-                train_cam(params.cam_train, root, "train_aug", variant, model, support_ckpt=support, progress=False)
-            row = {"row": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
-            row.update(
-                {
-                    k: score(model, params, root, args.split, out / f"seed{seed}" / "cams" / name)[k]
-                    for k in ("miou", "best_threshold")
-                }
-            )
-            print(json.dumps(row), flush=True)
-            results.append(row)
-    write_json(out / f"study_{args.split}.json", results)
-    print(f"\n| row | seed | {args.split} seed mIoU | best threshold | train s |\n|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['row']} | {r['seed']} | {r['miou']:.1f} | {r['best_threshold']} | {r['seconds']} |")
-    if len(args.seeds) > 1:
-        print(f"\n| row | {args.split} seed mIoU, mean ± sd over seeds {args.seeds} |\n|---|---|")
-        for name in ["support", *args.rows]:
-            mean, sd = mean_sd([r["miou"] for r in results if r["row"] == name])
-            print(f"| {name} | {mean:.2f} ± {sd:.2f} |")
+                start = None if trained == "support" else support
+                train_cam(params.cam_train, root, "train_aug", variant, model, support_ckpt=start, progress=False)
+            seconds = round(time.perf_counter() - t0, 1)
+            for split in args.split:
+                scores = score(model, params, root, split, out / f"seed{seed}" / "cams" / split / name)
+                row = {"row": name, "seed": seed, "split": split, "seconds": seconds}
+                row.update({k: scores[k] for k in ("miou", "best_threshold")})
+                print(json.dumps(row), flush=True)
+                results[split].append(row)
+    for split, rows in results.items():
+        write_json(out / f"study_{split}.json", rows)
+        print(f"\n| row | seed | {split} seed mIoU | best threshold | train s |\n|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['row']} | {r['seed']} | {r['miou']:.1f} | {r['best_threshold']} | {r['seconds']} |")
+        if len(args.seeds) > 1:
+            print(f"\n| row | {split} seed mIoU, mean ± sd over seeds {args.seeds} |\n|---|---|")
+            for name in ["support", *args.rows]:
+                mean, sd = mean_sd([r["miou"] for r in rows if r["row"] == name])
+                print(f"| {name} | {mean:.2f} ± {sd:.2f} |")
 
 
 if __name__ == "__main__":

@@ -243,3 +243,50 @@ def test_a_killed_make_cams_never_leaves_a_folder_that_looks_complete(tmp_path, 
         eval_cams.main([*common, "--cams", str(cams), "--out", str(out), "--per-image", str(tmp_path / "i.npz")]) == 1
     )
     assert not out.exists()
+
+
+def test_make_cams_applies_the_refinement_its_params_name(tmp_path, small_raw, small_voc):
+    from pixsup.cam.cam_files import load_cam_file
+    from pixsup.cam.inference import infer_cams
+    from pixsup.checkpoints import load_cam_net
+    from pixsup.config import RefineConfig
+    from pixsup.data.datasets import CamInferDataset
+
+    plain_params = write_params(
+        tmp_path / "plain.yaml", {**small_raw, "cam_train": {**small_raw["cam_train"], "epochs": 1}}
+    )
+    refine = {"method": "prototype", "features": "projection", "threshold": 0.4}
+    refined_params = write_params(
+        tmp_path / "refined.yaml",
+        {
+            **small_raw,
+            "cam_train": {**small_raw["cam_train"], "epochs": 1},
+            "cam_infer": {**small_raw.get("cam_infer", {}), "refine": refine},
+        },
+    )
+    model = tmp_path / "model.pt"
+    args = ["--root", str(small_voc), "--quiet"]
+    assert train_cam.main(["--params", str(plain_params), *args, "--variant", "support", "--out", str(model)]) == 0
+    for name, params in (("plain", plain_params), ("refined", refined_params)):
+        argv = [
+            "--params",
+            str(params),
+            *args,
+            "--split",
+            "train",
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / name),
+        ]
+        assert make_cams.main(argv) == 0
+    item = CamInferDataset(small_voc, "train")[0]
+    network, _ = load_cam_net(model)
+    scales = tuple(small_raw.get("cam_infer", {}).get("scales", (1.0, 0.5, 1.5, 2.0)))
+    expected = infer_cams(network.eval(), item["image"], item["label"], scales=scales, refine=RefineConfig(**refine))
+    refined = load_cam_file(tmp_path / "refined" / f"{item['id']}.npz")
+    plain = load_cam_file(tmp_path / "plain" / f"{item['id']}.npz")
+    np.testing.assert_allclose(
+        refined["high_res"].astype(np.float32), expected["high_res"].astype(np.float32), atol=2e-3
+    )
+    assert np.abs(refined["high_res"].astype(np.float32) - plain["high_res"].astype(np.float32)).mean() > 0.01

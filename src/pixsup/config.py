@@ -303,6 +303,24 @@ class CamTrainConfig(_Section):
 # --------------------------------------------------------------- cam_infer
 
 
+class RefineConfig(_Section):
+    """Prototype-similarity refinement of the CAMs at inference (:mod:`pixsup.cam.refine`)."""
+
+    method: Literal["none", "prototype"] = Field(
+        "none",
+        description="none: the CAMs as the network gives them; prototype: each scale's CAM replaced by every "
+        "pixel's similarity to the class's image-specific prototype (docs/design-study.md).",
+    )
+    features: Literal["backbone", "projection"] = Field(
+        "projection",
+        description="Pixel features of the prototypes: the projection head's (the embedding RCM trains; "
+        "1.5 points above the backbone's on the default, docs/design-study.md), or the backbone's output.",
+    )
+    threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="A pixel joins the class prototype where its CAM / the CAM's max >= this."
+    )
+
+
 class CamInferConfig(_Section):
     scales: tuple[PositiveFloat, ...] = Field((1.0, 0.5, 1.5, 2.0), min_length=1, description="Inference scales.")
     flip: bool = Field(True, description="Add the horizontal flip of every scale.")
@@ -322,6 +340,7 @@ class CamInferConfig(_Section):
         description="fp32, or bf16: bfloat16 autocast, for GPUs and CPUs with bf16 units (on CPUs "
         "without them, e.g. AVX2 only, it is several times slower); docs/performance.md.",
     )
+    refine: RefineConfig = Field(default_factory=RefineConfig)
 
 
 class CamEvalConfig(_Section):
@@ -615,6 +634,7 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
         "cam_infer.num_workers",
         "cam_infer.precision",
         "cam_infer.max_side",
+        "cam_infer.refine",
         "data.cls_labels_npy",
     ),
     "eval_cams": ("cam_eval",),

@@ -17,11 +17,12 @@ from torch import nn
 from ..data.transforms import normalize_image, shrink_to_max_side
 from ..models.inference import inference_model
 from .cam_files import save_cam_file
+from .refine import prototype_similarity
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
-    from ..config import CamInferConfig
+    from ..config import CamInferConfig, RefineConfig
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -56,6 +57,7 @@ def cam_maps(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
     max_side: int | None = None,
+    refine: RefineConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised float32 CAMs (low-resolution grid, image size) of one uint8 H x W x 3 image for
     the label indices ``class_index`` (class id - 1).
@@ -69,7 +71,8 @@ def cam_maps(
     ``precision`` ``bf16`` runs the network under bfloat16 autocast (fast where the hardware has
     bf16 units: CUDA, AMX CPUs). An image whose long side exceeds ``max_side`` is first shrunk to
     it (antialiased), so the network's memory does not grow with the photo; the CAMs are still
-    given at image size.
+    given at image size. ``refine`` (method ``prototype``) replaces each scale's ReLU'd CAMs by
+    their :func:`~pixsup.cam.refine.prototype_similarity` maps before the sums.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision '{precision}' ({' | '.join(PRECISIONS)})")
@@ -89,9 +92,7 @@ def cam_maps(
     for scale in scales if len(class_index) else ():
         x = normalize_image(rescale_image(image, scale)).unsqueeze(0).to(device)
         batch = torch.cat([x, x.flip(-1)]) if flip else x
-        with autocast:
-            cam = model(batch, with_proj=False)["cam"]
-        cam = F.relu(cam.float())[:, classes]
+        cam = _scale_cams(model, batch, classes, autocast, refine)
         cam = cam[0:1] + cam[1:2].flip(-1) if flip else cam
         low += F.interpolate(cam, size=low_size, mode="bilinear", align_corners=False)[0]
         high += F.interpolate(cam, size=up_size, mode="bilinear", align_corners=False)[0]
@@ -104,6 +105,22 @@ def cam_maps(
     return low, high
 
 
+def _scale_cams(
+    model: nn.Module, batch: torch.Tensor, classes: torch.Tensor, autocast, refine: RefineConfig | None
+) -> torch.Tensor:
+    """The ReLU'd CAMs (N, K, h, w) of the label's classes for one scale's ``batch``, refined if asked."""
+    if refine is None or refine.method == "none":
+        with autocast:
+            cam = model(batch, with_proj=False)["cam"]
+        return F.relu(cam.float())[:, classes]
+    projection = refine.features == "projection"
+    with autocast:
+        out = model(batch, with_proj=projection, with_features=not projection)
+    cam = F.relu(out["cam"].float())[:, classes]
+    features = out["proj" if projection else "features"].float()
+    return prototype_similarity(cam, features, refine.threshold)
+
+
 def infer_cams(
     model: nn.Module,
     image: np.ndarray,
@@ -114,11 +131,12 @@ def infer_cams(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
     max_side: int | None = None,
+    refine: RefineConfig | None = None,
 ) -> dict[str, np.ndarray]:
     """The CAM file contents of one image (uint8 H x W x 3) for the classes of its label
     (float (20,) multi-hot); see :func:`cam_maps`."""
     keys = np.nonzero(label)[0]
-    low, high = cam_maps(model, image, keys, scales, flip, cam_stride, device, precision, max_side)
+    low, high = cam_maps(model, image, keys, scales, flip, cam_stride, device, precision, max_side, refine)
     return {
         "keys": (keys + 1).astype(np.int64),
         "cam": low.cpu().numpy().astype(np.float16),
@@ -163,5 +181,6 @@ def dump_cams(
             device,
             cfg.precision,
             cfg.max_side,
+            cfg.refine,
         )
         save_cam_file(out_dir / f"{item['id']}.npz", cams)

@@ -15,7 +15,8 @@ class CamNet(nn.Module):
     - ``logits``: (B, C) global average of ``cam`` (equal to the head applied to
       pooled features, the head being linear);
     - ``proj``: (B, D, h, w) projected features, unit length per pixel
-      (only when ``with_proj``).
+      (only when ``with_proj``);
+    - ``features``: (B, channels, h, w) the backbone's output (only when ``with_features``).
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int = 20, proj_dim: int = 256) -> None:
@@ -33,12 +34,14 @@ class CamNet(nn.Module):
     def output_stride(self) -> int:
         return self.backbone.output_stride
 
-    def forward(self, x: Tensor, with_proj: bool = True) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, with_proj: bool = True, with_features: bool = False) -> dict[str, Tensor]:
         features = self.backbone(x)
         cam = self.cam_head(features)
         out = {"cam": cam, "logits": cam.mean(dim=(2, 3))}
         if with_proj:
             out["proj"] = F.normalize(self.proj_head(features), dim=1)
+        if with_features:
+            out["features"] = features
         return out
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
