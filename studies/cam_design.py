@@ -3,9 +3,10 @@
 Trains the SupportNet (variant ``support``) once per seed, then each named row of
 ``ROWS`` for the same number of further epochs starting from it, dumps CAMs of
 each chosen split and sweeps the background threshold. Prints a Markdown table
-per split and writes ``<out>/study_<split>.json``. Rows are config overrides of ``cam_train`` (or, for the
-inference-only rows, of ``cam_infer`` on a trained row's network), so every
-variant studied here is also reachable from params.yaml.
+per split and adds its rows to ``<out>/study_<split>.json`` (``studies/study_table.py``
+prints paired differences from them). Rows are config overrides of ``cam_train``
+(or, for the inference-only rows, of ``cam_infer`` on a trained row's network), so
+every variant studied here is also reachable from params.yaml.
 
   python studies/cam_design.py --params params.yaml --out results/study --split train
   python studies/cam_design.py --out results/study --split train val --seeds 0 1 2 \
@@ -120,6 +121,13 @@ def with_overrides(raw: dict, overrides: dict[str, object], section: str | None 
     return raw
 
 
+def _merged(path: Path, rows: list[dict]) -> list[dict]:
+    """The rows already in ``path`` (earlier runs into the same folder), updated by ``rows``."""
+    kept = json.loads(path.read_text()) if path.is_file() else []
+    new = {(row["row"], row["seed"]) for row in rows}
+    return [row for row in kept if (row["row"], row["seed"]) not in new] + rows
+
+
 def score(model_path: Path, params, root: Path, split: str, cams_dir: Path) -> dict:
     model, _ = load_cam_net(model_path)
     model.eval()
@@ -178,7 +186,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 results[split].append(row)
     for split, rows in results.items():
-        write_json(out / f"study_{split}.json", rows)
+        write_json(out / f"study_{split}.json", _merged(out / f"study_{split}.json", rows))
         print(f"\n| row | seed | {split} seed mIoU | best threshold | train s |\n|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['row']} | {r['seed']} | {r['miou']:.1f} | {r['best_threshold']} | {r['seconds']} |")
