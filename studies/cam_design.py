@@ -82,6 +82,8 @@ ROWS: dict[str, tuple[str, dict[str, object]]] = {
     "mam_one_sided_bg1_lambda3": ("mam", {"mam.one_sided": True, "mam.bg_weight": 1.0, "mam.weight": 3.0}),
     "rcm_weight0.1": ("rcm", {"rcm.weight": 0.1}),
     "rcm_bg_margin2": ("rcm", {"rcm.bg_margin": 2}),
+    "rcm_memory4": ("rcm", {"rcm.memory": 4}),
+    "full_one_sided_bg1_memory4": ("full", {"mam.one_sided": True, "mam.bg_weight": 1.0, "rcm.memory": 4}),
     "full_one_sided_bg1_margin2": ("full", {"mam.one_sided": True, "mam.bg_weight": 1.0, "rcm.bg_margin": 2}),
     "full_one_sided_bg1_rcm0.1": ("full", {"rcm.weight": 0.1, "mam.one_sided": True, "mam.bg_weight": 1.0}),
     "full_max": ("full", {"mam.fusion": "max"}),
