@@ -13,7 +13,8 @@ every variant studied here is also reachable from params.yaml.
       --rows baseline_2x full_one_sided_bg1_rcm0.1 full_one_sided_bg1_rcm0.1_proto_back0.5
   python studies/cam_design.py --out results/study_colour0.3 --set data.synthetic.body_class_colour_prob=0.3
 
-With several --seeds the table ends with each row's mean and sample standard deviation.
+The tables per split give each row per seed with its mean ± sample sd, and its paired differences
+to the SupportNet and the same-budget baseline (``studies/study_table.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
+from study_table import study_tables
 
 from pixsup.cam.inference import dump_cams
 from pixsup.cam.training import train_cam
@@ -32,7 +34,6 @@ from pixsup.checkpoints import load_cam_net
 from pixsup.config import load_params, parse_params
 from pixsup.data.datasets import CamInferDataset
 from pixsup.data.synthetic import generate_synthetic
-from pixsup.evaluation.intervals import mean_sd
 from pixsup.evaluation.metrics import sweep_thresholds
 from pixsup.evaluation.scoring import evaluate_cams
 from pixsup.files import write_json
@@ -189,14 +190,7 @@ def main() -> None:
                 results[split].append(row)
     for split, rows in results.items():
         write_json(out / f"study_{split}.json", _merged(out / f"study_{split}.json", rows))
-        print(f"\n| row | seed | {split} seed mIoU | best threshold | train s |\n|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['row']} | {r['seed']} | {r['miou']:.1f} | {r['best_threshold']} | {r['seconds']} |")
-        if len(args.seeds) > 1:
-            print(f"\n| row | {split} seed mIoU, mean ± sd over seeds {args.seeds} |\n|---|---|")
-            for name in ["support", *args.rows]:
-                mean, sd = mean_sd([r["miou"] for r in rows if r["row"] == name])
-                print(f"| {name} | {mean:.2f} ± {sd:.2f} |")
+        print(f"\n## {split}\n\n{study_tables(rows, ['support', 'baseline_2x'])}")
 
 
 if __name__ == "__main__":
